@@ -1,0 +1,245 @@
+"""The backend seam, and the two backends that need no processes.
+
+Everything above this seam (decorators, map, futures, configuration) talks to a ``Backend``; the
+engines below it are the process ``Pool`` (``_pool.py``), the thread and sync backends here, and
+later a dask.distributed one, which will be one new module implementing the same four members::
+
+    _encode(task)   in the caller's thread; pickle what must cross a boundary, or raise
+                    SerializationError there and then
+    _enqueue(task)  hand the task over; the backend later fills task.future
+    _capacity()     how many tasks run at once (map keeps a few chunks per slot in flight)
+    shutdown(wait, cancel_pending)
+
+``Limited`` is not a backend of its own: it wraps whichever backend a function uses to enforce
+``@parallel(workers=n)``, so every backend gets per-function limits for free.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from ._errors import PoolClosed, SerializationError
+from ._futures import Future
+from ._serialize import FunctionHandle, dumps, encode_call, encode_chunk, loads, type_name
+from ._task import ChunkResult, Task
+
+__all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
+
+
+class Backend(Protocol):
+    def _encode(self, task: Task) -> None: ...
+    def _enqueue(self, task: Task) -> None: ...
+    def _capacity(self) -> int: ...
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None: ...
+
+
+def submit_call(
+    backend: Backend, handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Future[Any]:
+    task = Task(handle, args, kwargs, Future())
+    backend._encode(task)
+    backend._enqueue(task)
+    return task.future
+
+
+def submit_chunk(backend: Backend, handle: FunctionHandle, items: list[tuple[Any, ...]]) -> Future[Any]:
+    task = Task(handle, (), {}, Future(), items=items)
+    backend._encode(task)
+    backend._enqueue(task)
+    return task.future
+
+
+def run_here(task: Task, function: Callable[..., Any]) -> None:
+    """Run a task in this thread and fill its future (the thread and sync backends)."""
+    if not task.future.set_running_or_notify_cancel():
+        return
+    if task.items is None:
+        try:
+            value = function(*task.args, **task.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a worker's
+            task.future.set_exception(exc)
+            return
+        task.future.set_result(value)
+        return
+    started = time.perf_counter()
+    values: list[Any] = []
+    error: BaseException | None = None
+    for args in task.items:
+        try:
+            values.append(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
+            error = exc
+            break
+    task.future.set_result(ChunkResult(values, error, time.perf_counter() - started))
+
+
+class ThreadBackend:
+    """A thread pool for I/O-bound functions: no pickling, shared memory, the GIL still applies."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="parallelize-thread")
+        self._cancelling = False
+
+    def _encode(self, task: Task) -> None:
+        pass  # threads share the caller's objects: nothing to pickle
+
+    def _enqueue(self, task: Task) -> None:
+        try:
+            self._executor.submit(self._run, task)
+        except RuntimeError as exc:
+            raise PoolClosed(
+                f"the thread backend is shut down, so {task.describe()} was not submitted"
+            ) from exc
+
+    def _run(self, task: Task) -> None:
+        if self._cancelling:
+            task.future.cancel()
+            return
+        run_here(task, task.function.function)
+
+    def _capacity(self) -> int:
+        return self._workers
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        # ThreadPoolExecutor's own cancel_futures would cancel its futures, not ours, and leave
+        # ours pending forever; queued runs see this flag and cancel our futures instead.
+        self._cancelling = self._cancelling or cancel_pending
+        self._executor.shutdown(wait=wait)
+
+
+class SyncBackend:
+    """Runs each call inline, in the caller's thread, at submit time: for pdb and for tests.
+
+    Arguments, results and exceptions still make the pickle round trip, so code that could not
+    cross a process boundary fails here exactly as it would on the process backend.
+    """
+
+    def _encode(self, task: Task) -> None:
+        if task.items is None:
+            task.payload = encode_call(task.function, task.args, task.kwargs)
+        else:
+            task.payload = encode_chunk(task.function, task.items)
+
+    def _enqueue(self, task: Task) -> None:
+        assert task.payload is not None
+        decoded = loads(task.payload)
+        if task.items is None:
+            _, task.args, task.kwargs = decoded
+        else:
+            _, task.items = decoded
+        function = task.function.function
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                value = function(*args, **kwargs)
+            except BaseException as exc:
+                copy = _round_trip_exception(exc)
+                if copy is exc:
+                    raise
+                raise copy from None
+            return _round_trip(task, value)
+
+        run_here(task, call)
+
+    def _capacity(self) -> int:
+        return 1
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        pass  # nothing runs in the background
+
+
+def _round_trip(task: Task, value: object) -> object:
+    try:
+        return loads(dumps(value))
+    except Exception as exc:
+        raise SerializationError(
+            f"the result of {task.function.label} ({type_name(value)}) could not be pickled: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _round_trip_exception(exc: BaseException) -> BaseException:
+    if isinstance(exc, SerializationError):
+        return exc
+    try:
+        copy: BaseException = loads(dumps(exc))
+    except Exception as error:  # noqa: BLE001 - the stand-in below, as on the process backend
+        return SerializationError(
+            f"{type_name(exc)}: {exc} could not make the pickle round trip "
+            f"({type(error).__name__}: {error}), so this error stands in for it",
+            original_type=type_name(exc),
+        )
+    return copy.with_traceback(exc.__traceback__)
+
+
+class Limited:
+    """At most ``limit`` tasks of one function on the backend at once; the rest wait here.
+
+    A waiting task is already encoded (so a bad argument still fails at the call) and its future
+    is already the caller's, so cancelling it here needs no help from the backend.
+    """
+
+    def __init__(self, backend: Callable[[], Backend], limit: int) -> None:
+        self._backend = backend
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._running = 0  # guarded by _lock
+        self._waiting: deque[tuple[Backend, Task]] = deque()  # guarded by _lock
+
+    def get(self) -> Backend:
+        return _LimitedView(self, self._backend())
+
+    def _admit(self, backend: Backend, task: Task) -> None:
+        with self._lock:
+            if self._running >= self._limit:
+                self._waiting.append((backend, task))
+                return
+            self._running += 1
+        self._start(backend, task)
+
+    def _start(self, backend: Backend, task: Task) -> None:
+        try:
+            backend._enqueue(task)
+        except BaseException:
+            self._release(task.future)
+            raise
+        task.future.add_done_callback(self._release)
+
+    def _release(self, _: object) -> None:
+        with self._lock:
+            while self._waiting:
+                backend, task = self._waiting.popleft()
+                if not task.future.cancelled():
+                    break
+            else:
+                self._running -= 1
+                return
+        try:
+            self._start(backend, task)
+        except BaseException as exc:  # noqa: BLE001 - e.g. PoolClosed: the waiting caller hears of it
+            if not task.future.done() and task.future.set_running_or_notify_cancel():
+                task.future.set_exception(exc)
+
+
+class _LimitedView:
+    def __init__(self, limited: Limited, backend: Backend) -> None:
+        self._limited = limited
+        self._backend = backend
+
+    def _encode(self, task: Task) -> None:
+        self._backend._encode(task)
+
+    def _enqueue(self, task: Task) -> None:
+        self._limited._admit(self._backend, task)
+
+    def _capacity(self) -> int:
+        return min(self._limited._limit, self._backend._capacity())
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        self._backend.shutdown(wait, cancel_pending=cancel_pending)

@@ -1,0 +1,235 @@
+"""Configuration, the machine's CPU budget, and the shared default backends.
+
+Precedence, highest first: ``configure()``, then the ``PARALLELIZE_WORKERS``,
+``PARALLELIZE_START_METHOD`` and ``PARALLELIZE_BACKEND`` environment variables, then the machine:
+the CPUs this process may use (affinity and cgroup quota, not ``os.cpu_count()``) and forkserver on
+Linux, spawn elsewhere (fork from a process with threads can deadlock, and warns on 3.12+).
+
+Settings are read when the default pool is created, on first use. ``configure()`` after that raises
+rather than silently doing nothing: call ``shutdown()`` first, and the next use builds a new pool.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._backends import Backend, SyncBackend, ThreadBackend
+from ._errors import ParallelizeError
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["available_cpus", "configure", "settings", "shutdown"]
+
+BACKENDS = ("process", "thread", "sync")
+ENV_WORKERS = "PARALLELIZE_WORKERS"
+ENV_START_METHOD = "PARALLELIZE_START_METHOD"
+ENV_BACKEND = "PARALLELIZE_BACKEND"
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int
+    start_method: str
+    backend: str
+
+
+_lock = threading.RLock()
+_overrides: dict[str, object] = {}  # guarded by _lock: what configure() set
+_default_pool: Pool | None = None  # guarded by _lock
+_thread_backend: ThreadBackend | None = None  # guarded by _lock
+_sync_backend = SyncBackend()
+
+
+def configure(
+    *, workers: int | None = None, start_method: str | None = None, backend: str | None = None
+) -> None:
+    """Set the defaults for the shared pool before its first use; ``None`` leaves a setting as is.
+
+    Raises ParallelizeError once the default pool or thread backend has started: call
+    ``parallelize.shutdown()`` first.
+    """
+    if workers is not None:
+        check_workers(workers)
+    if start_method is not None:
+        check_start_method(start_method)
+    if backend is not None:
+        check_backend(backend)
+    with _lock:
+        if _default_pool is not None or _thread_backend is not None:
+            raise ParallelizeError(
+                "configure() was called after the default pool started, so it would have no effect; "
+                "call parallelize.shutdown() first, then configure()"
+            )
+        for key, value in (("workers", workers), ("start_method", start_method), ("backend", backend)):
+            if value is not None:
+                _overrides[key] = value
+
+
+def settings() -> Settings:
+    """The settings in force now: configure(), then the environment, then the machine."""
+    with _lock:
+        overrides = dict(_overrides)
+    workers = overrides.get("workers")
+    if workers is None:
+        raw = os.environ.get(ENV_WORKERS, "").strip()
+        workers = _parse_workers(raw) if raw else available_cpus()
+    start_method = overrides.get("start_method") or os.environ.get(ENV_START_METHOD, "").strip()
+    backend = overrides.get("backend") or os.environ.get(ENV_BACKEND, "").strip()
+    return Settings(
+        workers=int(workers),  # type: ignore[call-overload]
+        start_method=check_start_method(str(start_method)) if start_method else default_start_method(),
+        backend=check_backend(str(backend)) if backend else "process",
+    )
+
+
+def default_backend() -> Backend:
+    """The backend of functions decorated without ``pool=`` or ``backend=``."""
+    from . import _worker
+
+    if _worker.ACTIVE:
+        # Inside a worker, a decorated call runs inline: a pool inside every worker would multiply
+        # the processes by the pool size. (An explicit Pool still works there.)
+        return _sync_backend
+    return backend_named(settings().backend)
+
+
+def backend_named(name: str) -> Backend:
+    check_backend(name)
+    global _default_pool, _thread_backend
+    if name == "sync":
+        return _sync_backend
+    with _lock:
+        if name == "thread":
+            if _thread_backend is None:
+                _thread_backend = ThreadBackend(settings().workers)
+            return _thread_backend
+        if _default_pool is None:
+            from ._pool import Pool
+
+            _default_pool = Pool()
+        return _default_pool
+
+
+def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
+    """Shut down the default pool and thread backend; the next use starts new ones.
+
+    Called at interpreter exit (with ``wait=True``), so a script that submits work and never asks
+    for the results still gets its work done.
+    """
+    global _default_pool, _thread_backend
+    with _lock:
+        pool, _default_pool = _default_pool, None
+        threads, _thread_backend = _thread_backend, None
+    for backend in (pool, threads):
+        if backend is not None:
+            backend.shutdown(wait, cancel_pending=cancel_pending)
+
+
+def reset_for_tests() -> None:
+    """Forget configure()'s settings (the test suite's fixture; not public API)."""
+    with _lock:
+        _overrides.clear()
+
+
+def check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    return workers
+
+
+def check_start_method(method: str) -> str:
+    methods = multiprocessing.get_all_start_methods()
+    if method not in methods:
+        raise ValueError(f"start_method must be one of {', '.join(methods)}; got {method!r}")
+    return method
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return name
+
+
+def _parse_workers(raw: str) -> int:
+    try:
+        return check_workers(int(raw))
+    except ValueError:
+        raise ValueError(f"{ENV_WORKERS} must be a positive integer, got {raw!r}") from None
+
+
+def default_start_method() -> str:
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota if any."""
+    if hasattr(os, "process_cpu_count"):  # 3.13+: affinity-aware
+        count = os.process_cpu_count() or 1
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The CPU quota (in CPUs) of this process's cgroup, v2 or v1; None when there is none."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            for base in (f"/sys/fs/cgroup{path}", "/sys/fs/cgroup"):
+                quota = _read_quota(f"{base}/cpu.max")
+                if quota is not None:
+                    return quota
+        elif "cpu" in controllers.split(","):  # cgroup v1
+            for base in (f"/sys/fs/cgroup/cpu{path}", "/sys/fs/cgroup/cpu"):
+                quota = _read_quota_v1(base)
+                if quota is not None:
+                    return quota
+    return None
+
+
+def _read_quota(path: str) -> float | None:
+    try:
+        with open(path) as f:
+            limit, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else int(limit) / int(period)
+
+
+def _read_quota_v1(base: str) -> float | None:
+    try:
+        with open(f"{base}/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open(f"{base}/cpu.cfs_period_us") as f:
+            period = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _after_fork_in_child() -> None:
+    # The parent's thread backend has no threads here, and a lock may have been held mid-fork.
+    global _lock, _thread_backend
+    _lock = threading.RLock()
+    _thread_backend = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,332 @@
+"""``@parallel`` and ``@in_process``: the decorated-function classes and their typing.
+
+A decorated function is a wrapt proxy, so ``__name__``, ``__doc__``, ``inspect.signature`` and
+``__wrapped__`` are the function's own. The proxy decides nothing about transport: it picks a
+backend per call (its ``pool=``, its ``backend=``, or the configured default, so the default pool
+is only created on first use) and hands the call to the seam in ``_backends``.
+
+Typing notes. ``ParallelFunction[P, R]`` keeps the whole parameter list through ``ParamSpec``. For
+``map`` and ``starmap`` mypy cannot split P into per-position types, so ``self`` is matched
+against the small call protocols ``_Call1`` .. ``_Call5`` (self-typed overloads on the generic class
+itself infer ``Never`` in mypy 2.x).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+
+import wrapt
+from typing_extensions import ParamSpec
+
+from . import _config, _worker
+from ._backends import Backend, Limited, submit_call
+from ._futures import Future
+from ._mapping import map_items, zip_arguments
+from ._serialize import FunctionHandle, handle_for, reference_of
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["InProcessFunction", "ParallelFunction", "in_process", "parallel"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R2 = TypeVar("R2")
+T1_contra = TypeVar("T1_contra", contravariant=True)
+T2_contra = TypeVar("T2_contra", contravariant=True)
+T3_contra = TypeVar("T3_contra", contravariant=True)
+T4_contra = TypeVar("T4_contra", contravariant=True)
+T5_contra = TypeVar("T5_contra", contravariant=True)
+A1 = TypeVar("A1")
+A2 = TypeVar("A2")
+A3 = TypeVar("A3")
+A4 = TypeVar("A4")
+A5 = TypeVar("A5")
+
+
+class _Call1(Protocol[T1_contra, R2]):
+    def __call__(self, a1: T1_contra, /) -> Future[R2]: ...
+
+
+class _Call2(Protocol[T1_contra, T2_contra, R2]):
+    def __call__(self, a1: T1_contra, a2: T2_contra, /) -> Future[R2]: ...
+
+
+class _Call3(Protocol[T1_contra, T2_contra, T3_contra, R2]):
+    def __call__(self, a1: T1_contra, a2: T2_contra, a3: T3_contra, /) -> Future[R2]: ...
+
+
+class _Call4(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, R2]):
+    def __call__(self, a1: T1_contra, a2: T2_contra, a3: T3_contra, a4: T4_contra, /) -> Future[R2]: ...
+
+
+class _Call5(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, T5_contra, R2]):
+    def __call__(
+        self, a1: T1_contra, a2: T2_contra, a3: T3_contra, a4: T4_contra, a5: T5_contra, /
+    ) -> Future[R2]: ...
+
+
+@dataclass(frozen=True)
+class _Options:
+    workers: int | None = None
+    pool: Pool | None = None
+    backend: str | None = None
+    isolated: bool = False
+
+
+class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
+    """What both decorators share: options, backend choice, the function handle, pickling."""
+
+    _parallelize_proxy = True  # lets _serialize.unwrap recognise us without importing this module
+
+    def __init__(self, function: Callable[P, R], options: _Options) -> None:
+        if not callable(function):
+            raise TypeError(f"@parallel and @in_process decorate functions, not {type(function).__name__}")
+        super().__init__(function)
+        if options.backend is not None:
+            _config.check_backend(options.backend)
+        if options.workers is not None:
+            _config.check_workers(options.workers)
+        self._self_options = options
+        self._self_handle: FunctionHandle | None = None
+        self._self_limited = (
+            Limited(self._unlimited_backend, options.workers) if options.workers is not None else None
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._function_handle().label}>"
+
+    def _function_handle(self) -> FunctionHandle:
+        # Made on first call, not at decoration: only then is the module attribute our proxy, and
+        # only then can we tell whether a worker could import the function by name.
+        handle = self._self_handle
+        if handle is None:
+            handle = self._self_handle = handle_for(self.__wrapped__)
+        return handle
+
+    def _unlimited_backend(self) -> Backend:
+        options = self._self_options
+        if _worker.ACTIVE:
+            return _config.default_backend()  # inline in a worker (see _config.default_backend)
+        if options.pool is not None:
+            return options.pool
+        if options.backend is not None:
+            return _config.backend_named(options.backend)
+        return _config.default_backend()
+
+    def _backend(self) -> Backend:
+        limited = self._self_limited
+        return self._unlimited_backend() if limited is None else limited.get()
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # By name when the worker can import us; otherwise rebuilt around the function, which
+        # cloudpickle then sends by value (__main__, closures).
+        raw = self.__wrapped__
+        reference = reference_of(raw)
+        if reference is not None:
+            return (_import_proxy, reference[1:])
+        return (type(self), (raw, self._self_options))
+
+
+def _import_proxy(module: str, qualname: str) -> object:
+    obj: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class ParallelFunction(_Decorated[P, R]):
+    """A function whose calls run in worker processes and return ``Future``\\ s."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        return submit_call(self._backend(), self._function_handle(), args, kwargs)
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """The same as calling the function."""
+        return submit_call(self._backend(), self._function_handle(), args, kwargs)
+
+    @overload
+    def map(self: _Call1[A1, R2], it1: Iterable[A1], /, *, chunksize: int | None = None) -> Iterator[R2]: ...
+    @overload
+    def map(
+        self: _Call2[A1, A2, R2], it1: Iterable[A1], it2: Iterable[A2], /, *, chunksize: int | None = None
+    ) -> Iterator[R2]: ...
+    @overload
+    def map(
+        self: _Call3[A1, A2, A3, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    @overload
+    def map(
+        self: _Call4[A1, A2, A3, A4, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        it4: Iterable[A4],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    @overload
+    def map(
+        self: _Call5[A1, A2, A3, A4, A5, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        it4: Iterable[A4],
+        it5: Iterable[A5],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    def map(self, *iterables: Iterable[Any], chunksize: int | None = None) -> Iterator[Any]:
+        """Results in input order, like ``builtins.map``; lazy and chunked automatically."""
+        return map_items(self._backend(), self._function_handle(), zip_arguments(iterables), chunksize)
+
+    @overload
+    def starmap(
+        self: _Call1[A1, R2], iterable: Iterable[tuple[A1]], /, *, chunksize: int | None = None
+    ) -> Iterator[R2]: ...
+    @overload
+    def starmap(
+        self: _Call2[A1, A2, R2], iterable: Iterable[tuple[A1, A2]], /, *, chunksize: int | None = None
+    ) -> Iterator[R2]: ...
+    @overload
+    def starmap(
+        self: _Call3[A1, A2, A3, R2],
+        iterable: Iterable[tuple[A1, A2, A3]],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    @overload
+    def starmap(
+        self: _Call4[A1, A2, A3, A4, R2],
+        iterable: Iterable[tuple[A1, A2, A3, A4]],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    @overload
+    def starmap(
+        self: _Call5[A1, A2, A3, A4, A5, R2],
+        iterable: Iterable[tuple[A1, A2, A3, A4, A5]],
+        /,
+        *,
+        chunksize: int | None = None,
+    ) -> Iterator[R2]: ...
+    def starmap(self, iterable: Iterable[Iterable[Any]], /, *, chunksize: int | None = None) -> Iterator[Any]:
+        """Like ``itertools.starmap``: each item is a tuple of arguments."""
+        arguments = (tuple(item) for item in iterable)
+        return map_items(self._backend(), self._function_handle(), arguments, chunksize)
+
+
+class InProcessFunction(_Decorated[P, R]):
+    """A function that runs in a worker process but is called like itself: same signature,
+    same return value, the worker's exception re-raised."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        future: Future[R]
+        if self._self_options.isolated:
+            future = _submit_isolated(self._function_handle(), args, kwargs)
+        else:
+            future = submit_call(self._backend(), self._function_handle(), args, kwargs)
+        return future.result()
+
+
+def _submit_isolated(handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+    """A fresh process for one call, gone when the call returns (for leaky or crash-prone code).
+
+    The returned future is already done: the one-task pool has been shut down and its process
+    reaped before this returns."""
+    if _worker.ACTIVE:
+        return submit_call(_config.default_backend(), handle, args, kwargs)
+    from ._pool import Pool
+
+    with Pool(1) as pool:
+        future = submit_call(pool, handle, args, kwargs)
+        concurrent.futures.wait([future])
+    return future
+
+
+class _ParallelDecorator(Protocol):
+    def __call__(self, function: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+
+
+class _InProcessDecorator(Protocol):
+    def __call__(self, function: Callable[P, R], /) -> InProcessFunction[P, R]: ...
+
+
+@overload
+def parallel(function: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+@overload
+def parallel(
+    *, workers: int | None = None, pool: Pool | None = None, backend: str | None = None
+) -> _ParallelDecorator: ...
+def parallel(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    workers: int | None = None,
+    pool: Pool | None = None,
+    backend: str | None = None,
+) -> ParallelFunction[..., Any] | _ParallelDecorator:
+    """Run the function's calls in worker processes; each call returns a ``Future``.
+
+    ``workers=n`` caps how many calls of this function run at once (the pool is still shared);
+    ``pool=`` runs them on an explicit ``Pool``; ``backend=`` picks "process", "thread" or "sync".
+    """
+    if pool is not None and backend is not None:
+        raise TypeError("pass pool= or backend=, not both")
+    options = _Options(workers=workers, pool=pool, backend=backend)
+    if function is not None:
+        return ParallelFunction(function, options)
+
+    def decorate(function: Callable[P, R], /) -> ParallelFunction[P, R]:
+        return ParallelFunction(function, options)
+
+    return decorate
+
+
+@overload
+def in_process(function: Callable[P, R], /) -> InProcessFunction[P, R]: ...
+@overload
+def in_process(
+    *, pool: Pool | None = None, backend: str | None = None, isolated: bool = False
+) -> _InProcessDecorator: ...
+def in_process(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    pool: Pool | None = None,
+    backend: str | None = None,
+    isolated: bool = False,
+) -> InProcessFunction[..., Any] | _InProcessDecorator:
+    """Run each call in a worker process and return its value: the signature stays the same.
+
+    ``isolated=True`` gives every call a fresh process of its own, gone when the call returns; a
+    crash there raises WorkerCrashed.
+    """
+    if sum((pool is not None, backend is not None, isolated)) > 1:
+        raise TypeError("pass at most one of pool=, backend= and isolated=True")
+    options = _Options(pool=pool, backend=backend, isolated=isolated)
+    if function is not None:
+        return InProcessFunction(function, options)
+
+    def decorate(function: Callable[P, R], /) -> InProcessFunction[P, R]:
+        return InProcessFunction(function, options)
+
+    return decorate
+
+
+for _public in (ParallelFunction, InProcessFunction, parallel, in_process):
+    _public.__module__ = "parallelize"

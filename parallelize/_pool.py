@@ -1,0 +1,226 @@
+"""``Pool``: a process pool's public face and its lifecycle.
+
+The lifecycle is one state machine, changed only by ``_transition`` under ``_lock``::
+
+    NEW --first submit--> RUNNING --shutdown()--> CLOSING --dispatcher gone--> CLOSED
+     \\______________________________shutdown()__________________________________/
+
+Nothing starts until the first task: no thread, no pipe, no process. The engine itself lives in
+``_dispatcher``; this module owns creation, shutdown, the exit hook and what happens after a fork.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import multiprocessing
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from typing_extensions import ParamSpec, Self
+
+from . import _config
+from ._backends import submit_call
+from ._dispatcher import Dispatcher
+from ._errors import PoolClosed
+from ._futures import Future
+from ._mapping import map_items, zip_arguments
+from ._serialize import dumps, encode_call, encode_chunk, handle_for
+from ._task import Task
+
+__all__ = ["Pool", "PoolState"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class PoolState(enum.Enum):
+    NEW = "new"  # nothing started yet (lazy creation)
+    RUNNING = "running"
+    CLOSING = "closing"  # shutdown() called: draining, or cancelling what waits
+    CLOSED = "closed"  # every worker is gone; submit() raises PoolClosed
+
+
+_ALLOWED = {
+    PoolState.NEW: {PoolState.RUNNING, PoolState.CLOSED},
+    PoolState.RUNNING: {PoolState.CLOSING},
+    PoolState.CLOSING: {PoolState.CLOSED},
+    PoolState.CLOSED: set(),
+}
+
+
+class Pool:
+    """A pool of worker processes.
+
+    ``workers`` defaults to the CPUs this process may use and ``start_method`` to the configured
+    one (forkserver on Linux, spawn elsewhere). ``initializer(*initargs)`` runs once in each worker
+    before its first task. Use it as a context manager, or call ``shutdown()``; pools still open
+    when the interpreter exits are shut down then, after their submitted work is done.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        settings = _config.settings()
+        self._workers = settings.workers if workers is None else _config.check_workers(workers)
+        self._start_method = _config.check_start_method(start_method or settings.start_method)
+        self._initializer: bytes | None = None
+        if initializer is not None:
+            handle = handle_for(initializer)
+            self._initializer = dumps((handle.key, handle.definition, tuple(initargs)))
+        self._lock = threading.Lock()
+        self._state = PoolState.NEW  # guarded by _lock
+        self._dispatcher: Dispatcher | None = None  # guarded by _lock; set once, on NEW -> RUNNING
+        _live_pools.add(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<parallelize.Pool workers={self._workers} start_method={self._start_method!r} "
+            f"{self.state.value}>"
+        )
+
+    @property
+    def workers(self) -> int:
+        """The most worker processes this pool runs at once."""
+        return self._workers
+
+    @property
+    def state(self) -> PoolState:
+        return self._state
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes alive now (empty before the first task)."""
+        dispatcher = self._dispatcher
+        return [] if dispatcher is None else dispatcher.pids()
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run ``fn(*args, **kwargs)`` in a worker. Arguments are pickled here and now."""
+        return submit_call(self, handle_for(fn), args, kwargs)
+
+    def map(
+        self, fn: Callable[..., R], /, *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> Iterator[R]:
+        """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically."""
+        return map_items(self, handle_for(fn), zip_arguments(iterables), chunksize)
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stop accepting work; finish what was submitted (or cancel what has not started).
+
+        ``wait=False`` returns at once and the pool winds down in the background. Calling it
+        again is harmless, and may add ``cancel_pending=True``.
+        """
+        with self._lock:
+            dispatcher = self._dispatcher
+            if self._state is PoolState.NEW:
+                self._transition(PoolState.CLOSED)
+                return
+            if self._state is PoolState.RUNNING:
+                self._transition(PoolState.CLOSING)
+        if dispatcher is None:
+            return
+        dispatcher.inbox.close(cancel_pending)
+        if wait:
+            dispatcher.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(wait=True)
+
+    # -- the backend seam (see _backends.Backend) ------------------------------------------------------
+
+    def _encode(self, task: Task) -> None:
+        if task.items is None:
+            task.payload = encode_call(task.function, task.args, task.kwargs)
+        else:
+            task.payload = encode_chunk(task.function, task.items)
+
+    def _enqueue(self, task: Task) -> None:
+        dispatcher = self._dispatcher or self._start()
+        dispatcher.inbox.put(task)
+
+    def _capacity(self) -> int:
+        return self._workers
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def _transition(self, new: PoolState) -> None:
+        """The one place the state changes; the caller holds _lock."""
+        if new not in _ALLOWED[self._state]:
+            raise AssertionError(f"pool state cannot go from {self._state.value} to {new.value}")
+        self._state = new
+
+    def _start(self) -> Dispatcher:
+        with self._lock:
+            if self._state is PoolState.NEW:
+                _register_exit_hook()
+                dispatcher = Dispatcher(
+                    multiprocessing.get_context(self._start_method),
+                    self._workers,
+                    self._initializer,
+                    name="parallelize-dispatcher",
+                    on_exit=self._on_dispatcher_exit,
+                )
+                dispatcher.start()
+                self._dispatcher = dispatcher
+                self._transition(PoolState.RUNNING)
+            elif self._dispatcher is None:
+                raise PoolClosed("the pool is shut down; create a new Pool to run more work")
+            return self._dispatcher
+
+    def _on_dispatcher_exit(self) -> None:
+        with self._lock:
+            if self._state is PoolState.CLOSING:
+                self._transition(PoolState.CLOSED)
+
+    def _after_fork_in_child(self) -> None:
+        # The dispatcher thread did not survive the fork and the workers belong to the parent:
+        # this process gets a fresh pool on its next submit, never a share of the parent's.
+        self._lock = threading.Lock()
+        if self._dispatcher is not None:
+            self._dispatcher.abandon_after_fork()
+            self._dispatcher = None
+        if self._state is not PoolState.CLOSED:
+            self._state = PoolState.NEW
+
+
+Pool.__module__ = "parallelize"
+PoolState.__module__ = "parallelize"
+
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_exit_hook_registered = False
+_exit_hook_lock = threading.Lock()
+
+
+def _register_exit_hook() -> None:
+    # Registered at the first pool start, after multiprocessing registered its own: atexit runs
+    # last-registered first, so our pools drain before multiprocessing reaps its children.
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(shutdown_all)
+            _exit_hook_registered = True
+
+
+def shutdown_all(wait: bool = True) -> None:
+    """Shut every pool down (the exit hook): submitted work still completes."""
+    for pool in list(_live_pools):
+        pool.shutdown(wait=wait)
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_live_pools):
+        pool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,221 @@
+"""Caller-side pickling, and how functions travel to workers.
+
+Arguments are pickled in the caller's thread before anything is queued, so an unpicklable argument
+is the caller's error, raised at the call with the culprit named, and the pool never sees it.
+
+Functions travel two ways:
+
+* by reference, ``(module, qualname)``, when the worker can import them. The module attribute of a
+  decorated function is our proxy, not the function, so plain pickle refuses the raw function ("not
+  the same object as mod.f"); the worker looks the name up and unwraps our proxy instead.
+* by value, with cloudpickle, for ``__main__``, closures, lambdas and notebook cells. The bytes are
+  made once per function and sent once per worker (a DEFINE message), never with every task.
+
+Plain pickle is tried first everywhere because it is fast; cloudpickle is the fallback for what it
+refuses (lambdas, local classes). Workers import this module, so cloudpickle is imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import os
+import pickle
+import reprlib
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._errors import SerializationError
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# ("ref", module, qualname) or ("val", number): how a worker finds the function.
+FunctionKey = tuple[str, str, str] | tuple[str, int]
+
+_short = reprlib.Repr()
+_short.maxstring = 40
+_short.maxother = 40
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle with the fast C pickler, falling back to cloudpickle for what it refuses."""
+    try:
+        return pickle.dumps(obj, PROTOCOL)
+    except Exception:  # noqa: BLE001 - any refusal is retried by value; cloudpickle re-raises if hopeless
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, PROTOCOL)
+
+
+def loads(data: bytes | memoryview) -> Any:
+    return pickle.loads(data)
+
+
+def type_name(obj: object) -> str:
+    cls = type(obj)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_proxy(obj: object) -> bool:
+    """True for our decorated-function proxies (checked on the type: the proxy forwards attributes)."""
+    return bool(getattr(type(obj), "_parallelize_proxy", False))
+
+
+def unwrap(obj: object) -> object:
+    while is_proxy(obj):
+        obj = obj.__wrapped__  # type: ignore[attr-defined]
+    return obj
+
+
+def resolve(module: str | int, qualname: str | int) -> Any:
+    """Import ``module`` and follow ``qualname``, unwrapping our proxies (used in workers)."""
+    obj: object = importlib.import_module(str(module))
+    for part in str(qualname).split("."):
+        obj = getattr(obj, part)
+    return unwrap(obj)
+
+
+class FunctionHandle:
+    """What a worker needs to find one function, made once per function in the parent."""
+
+    __slots__ = ("__weakref__", "definition", "function", "key", "label")
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        module = getattr(function, "__module__", None) or "?"
+        qualname = getattr(function, "__qualname__", None) or type(function).__qualname__
+        self.label = f"{module}.{qualname}"
+        reference = _reference(function, module, qualname)
+        self.key: FunctionKey
+        self.definition: bytes | None
+        if reference is not None:
+            self.key, self.definition = reference, None
+        else:
+            self.key = ("val", next(self._numbers))
+            try:
+                self.definition = dumps(function)
+            except Exception as exc:
+                raise SerializationError(
+                    f"{self.label} cannot be sent to a worker: it is neither importable by name nor "
+                    f"picklable by value ({type(exc).__name__}: {exc})"
+                ) from exc
+
+    def describe(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> str:
+        """'mod.f(3, key='x')': how error messages name one call."""
+        parts = [_short.repr(a) for a in args]
+        parts += [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
+        return f"{self.label}({', '.join(parts)})"
+
+
+def reference_of(function: object) -> tuple[str, str, str] | None:
+    """``("ref", module, qualname)`` if a worker can import ``function`` by name, else None."""
+    module = getattr(function, "__module__", None) or "?"
+    qualname = getattr(function, "__qualname__", None) or ""
+    return _reference(function, module, qualname)
+
+
+def _reference(function: object, module: str, qualname: str) -> tuple[str, str, str] | None:
+    if not isinstance(function, types.FunctionType | types.BuiltinFunctionType):
+        return None
+    if module == "__main__" or "<locals>" in qualname or "<lambda>" in qualname:
+        return None
+    try:
+        found = resolve(module, qualname)
+    except Exception:  # noqa: BLE001 - not importable by name: send it by value instead
+        return None
+    return ("ref", module, qualname) if found is function else None
+
+
+_handles: weakref.WeakKeyDictionary[object, FunctionHandle] = weakref.WeakKeyDictionary()
+_handles_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _handles_lock
+    _handles_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def handle_for(function: Callable[..., Any]) -> FunctionHandle:
+    """The (cached) handle of ``function``; our proxies are unwrapped first."""
+    raw = unwrap(function)
+    if not callable(raw):
+        raise TypeError(f"expected a callable, got {type_name(raw)}")
+    try:
+        with _handles_lock:
+            handle = _handles.get(raw)
+    except TypeError:  # unhashable or not weak-referenceable: no caching
+        return FunctionHandle(raw)
+    if handle is None:
+        handle = FunctionHandle(raw)
+        with _handles_lock:
+            _handles[raw] = handle
+    return handle
+
+
+def encode_call(handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle one call; on failure, name the argument that cannot be pickled."""
+    try:
+        return dumps((handle.key, args, kwargs))
+    except Exception as exc:
+        raise _argument_error(handle, args, kwargs, exc) from exc
+
+
+def encode_chunk(handle: FunctionHandle, items: list[tuple[Any, ...]]) -> bytes:
+    try:
+        return dumps((handle.key, items))
+    except Exception as exc:
+        for args in items:
+            _check_arguments(handle, args, {}, exc)
+        raise SerializationError(
+            f"the arguments of a map over {handle.label} could not be pickled: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _argument_error(
+    handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> SerializationError:
+    try:
+        _check_arguments(handle, args, kwargs, exc)
+    except SerializationError as named:
+        return named
+    return SerializationError(
+        f"the call {handle.describe(args, kwargs)} could not be pickled: {type(exc).__name__}: {exc}"
+    )
+
+
+def _check_arguments(
+    handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> None:
+    """Raise a SerializationError naming the first argument that cannot be pickled."""
+    names = _parameter_names(handle.function, len(args))
+    named = ((repr(name), value) for name, value in kwargs.items())
+    for where, value in itertools.chain(zip(names, args, strict=True), named):
+        try:
+            dumps(value)
+        except Exception as error:  # noqa: BLE001 - this is the culprit we are looking for
+            raise SerializationError(
+                f"argument {where} ({type_name(value)}) of {handle.label} could not be pickled, so the "
+                f"call was not submitted: {type(error).__name__}: {error}"
+            ) from exc
+
+
+def _parameter_names(function: Callable[..., Any], count: int) -> Iterable[str]:
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return [repr(params[i]) if i < len(params) else f"#{i + 1}" for i in range(count)]

@@ -1,0 +1,209 @@
+"""What runs in a worker process: boot, then run one task at a time until told to stop.
+
+Spawn and forkserver import this module in every new worker, so it imports only the standard
+library and the package's light modules. A worker never decides anything about the pool: it runs
+what it is sent, reports every outcome (a broken argument, result or exception included) as a
+message on its own pipe, and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import _protocol as wire
+from ._errors import SerializationError
+from ._serialize import FunctionKey, dumps, loads, resolve, type_name
+
+# True in a worker process. Decorated functions called here run inline rather than start a pool
+# of their own inside the pool (see _config.default_backend).
+ACTIVE = False
+
+# Exit code of a worker whose parent vanished: nobody is left to read it, but `ps` and tests can.
+PARENT_GONE = 70
+
+
+def run(tasks: Connection, results: Connection, initializer: bytes | None) -> None:
+    """The worker's main loop; the target of its ``multiprocessing.Process``."""
+    global ACTIVE
+    ACTIVE = True
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    send = results.send_bytes
+    if initializer is not None:
+        try:
+            _run_initializer(initializer)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+            send(wire.pack(wire.INIT_FAILED, 0, dumps(_envelope(exc))))
+            return
+    send(wire.pack(wire.READY))
+    functions: dict[FunctionKey, Callable[..., Any] | BaseException] = {}
+    while True:
+        try:
+            message = tasks.recv_bytes()
+        except (EOFError, OSError):
+            return
+        kind, task_id, payload = wire.unpack(message)
+        if kind == wire.RUN:
+            send(_run_call(task_id, payload, functions))
+        elif kind == wire.RUN_MANY:
+            send(_run_chunk(task_id, payload, functions))
+        elif kind == wire.DEFINE:
+            _define(payload, functions)
+        elif kind == wire.STOP:
+            return
+
+
+def _run_initializer(data: bytes) -> None:
+    key, definition, initargs = loads(data)
+    function = loads(definition) if definition is not None else resolve(*key[1:])
+    function(*initargs)
+
+
+def _define(payload: memoryview, functions: dict[FunctionKey, Callable[..., Any] | BaseException]) -> None:
+    key, definition = loads(payload)
+    try:
+        functions[key] = loads(definition)
+    except Exception as exc:  # noqa: BLE001 - every task that uses it will report this
+        functions[key] = exc
+
+
+def _lookup(key: FunctionKey, functions: dict[FunctionKey, Callable[..., Any] | BaseException]) -> Any:
+    found = functions.get(key)
+    if found is None and key[0] == "ref":
+        try:
+            found = functions[key] = resolve(*key[1:])
+        except Exception as exc:  # noqa: BLE001 - cached so the import is not retried per task
+            found = functions[key] = exc
+    if isinstance(found, BaseException):
+        raise SerializationError(
+            f"the function could not be loaded in worker {os.getpid()}: {type(found).__name__}: {found}"
+        ) from found
+    return found
+
+
+def _label(key: FunctionKey, function: object) -> str:
+    if key[0] == "ref":
+        return ".".join(map(str, key[1:]))
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+
+
+def _run_call(
+    task_id: int, payload: memoryview, functions: dict[FunctionKey, Callable[..., Any] | BaseException]
+) -> bytes:
+    try:
+        key, args, kwargs = loads(payload)
+        function = _lookup(key, functions)
+    except BaseException as exc:  # noqa: BLE001 - a bad argument costs this task only
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))))
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: the task failed, the worker did not
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(exc)))
+    try:
+        return wire.pack(wire.RESULT, task_id, dumps(value))
+    except Exception as exc:  # noqa: BLE001 - an unpicklable result fails its own future only
+        error = SerializationError(
+            f"the result of {_label(key, function)} ({type_name(value)}) could not be pickled in "
+            f"worker {os.getpid()}: {type(exc).__name__}: {exc}"
+        )
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(error)))
+
+
+def _run_chunk(
+    task_id: int, payload: memoryview, functions: dict[FunctionKey, Callable[..., Any] | BaseException]
+) -> bytes:
+    started = time.perf_counter()
+    try:
+        key, items = loads(payload)
+        function = _lookup(key, functions)
+    except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))))
+    values: list[object] = []
+    error: wire.ErrorEnvelope | None = None
+    for args in items:
+        try:
+            values.append(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
+            error = _envelope(exc)
+            break
+    try:
+        data = dumps((values, error, time.perf_counter() - started))
+    except Exception:  # noqa: BLE001 - find the first value that cannot be pickled and stop there
+        data = dumps(_truncate_unpicklable(values, error, started, _label(key, function)))
+    return wire.pack(wire.RESULT, task_id, data)
+
+
+def _truncate_unpicklable(
+    values: list[object], error: wire.ErrorEnvelope | None, started: float, label: str
+) -> wire.ChunkOutcome:
+    for index, value in enumerate(values):
+        try:
+            dumps(value)
+        except Exception as exc:  # noqa: BLE001 - this is the culprit
+            culprit = SerializationError(
+                f"a result of {label} ({type_name(value)}) could not be pickled in worker "
+                f"{os.getpid()}: {type(exc).__name__}: {exc}"
+            )
+            return values[:index], _envelope(culprit), time.perf_counter() - started
+    return values, error, time.perf_counter() - started
+
+
+def _unpickling_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, SerializationError):
+        return exc
+    return SerializationError(
+        f"the arguments could not be unpickled in worker {os.getpid()}: {type(exc).__name__}: {exc}"
+    )
+
+
+def _envelope(exc: BaseException) -> wire.ErrorEnvelope:
+    """Describe an exception so that it reaches the parent even if it cannot be pickled."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the error
+        message = "<unprintable>"
+    data: bytes | None
+    try:
+        data = dumps(exc)
+        loads(data)  # an exception that pickles but cannot be rebuilt would fail in the parent
+    except Exception:  # noqa: BLE001 - the parent builds a stand-in from the other fields
+        data = None
+    return data, type_name(exc), message, text
+
+
+def _die_with_parent() -> None:
+    """Exit when the parent dies, even by SIGKILL: no orphan outlives the program that made it.
+
+    On Linux the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG). Everywhere, a
+    watchdog thread blocks on the parent sentinel, a pipe whose other end only the parent holds:
+    it reads end-of-file when the parent is gone, and covers a parent that died before prctl ran.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        select.select([sentinel], [], [])
+        os._exit(PARENT_GONE)
+
+    threading.Thread(target=watch, name="parallelize-watchdog", daemon=True).start()
