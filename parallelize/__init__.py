@@ -8,20 +8,30 @@
 
 See README.md for the tour. Public names are re-exported here; the modules behind them are
 private (underscored) and may change.
+
+The re-exports are lazy (PEP 562): every worker process imports this package before it can import
+``parallelize._worker``, and the public layer (wrapt, which imports asyncio; concurrent.futures;
+the dispatcher) would triple a worker's start-up time for nothing.
 """
 
-from ._config import available_cpus, configure, shutdown
-from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
-from ._errors import (
-    ParallelizeError,
-    PoolClosed,
-    RemoteTraceback,
-    SerializationError,
-    TaskTimeout,
-    WorkerCrashed,
-)
-from ._futures import Future
-from ._pool import Pool, PoolState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import available_cpus, configure, shutdown
+    from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
+    from ._errors import (
+        ParallelizeError,
+        PoolClosed,
+        RemoteTraceback,
+        SerializationError,
+        TaskTimeout,
+        WorkerCrashed,
+    )
+    from ._futures import Future
+    from ._pool import Pool, PoolState
 
 __all__ = [
     # decorators
@@ -46,12 +56,34 @@ __all__ = [
     "RemoteTraceback",
 ]
 
-for _name in (
-    "ParallelizeError",
-    "WorkerCrashed",
-    "TaskTimeout",
-    "PoolClosed",
-    "SerializationError",
-    "RemoteTraceback",
-):
-    globals()[_name].__module__ = __name__
+_HOME = {
+    "parallel": "_decorators",
+    "in_process": "_decorators",
+    "ParallelFunction": "_decorators",
+    "InProcessFunction": "_decorators",
+    "Future": "_futures",
+    "Pool": "_pool",
+    "PoolState": "_pool",
+    "configure": "_config",
+    "shutdown": "_config",
+    "available_cpus": "_config",
+    "ParallelizeError": "_errors",
+    "WorkerCrashed": "_errors",
+    "TaskTimeout": "_errors",
+    "PoolClosed": "_errors",
+    "SerializationError": "_errors",
+    "RemoteTraceback": "_errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'parallelize' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"parallelize.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

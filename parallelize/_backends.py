@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ._errors import PoolClosed, SerializationError
@@ -82,6 +81,8 @@ class ThreadBackend:
     """A thread pool for I/O-bound functions: no pickling, shared memory, the GIL still applies."""
 
     def __init__(self, workers: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="parallelize-thread")
         self._cancelling = False

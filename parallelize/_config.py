@@ -16,8 +16,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._backends import Backend, SyncBackend, ThreadBackend
 from ._errors import ParallelizeError
@@ -33,8 +32,7 @@ ENV_START_METHOD = "PARALLELIZE_START_METHOD"
 ENV_BACKEND = "PARALLELIZE_BACKEND"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     workers: int
     start_method: str
     backend: str

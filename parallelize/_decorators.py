@@ -16,11 +16,9 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
-from typing_extensions import ParamSpec
 
 from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
@@ -70,8 +68,7 @@ class _Call5(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, T5_contra, R2]
     ) -> Future[R2]: ...
 
 
-@dataclass(frozen=True)
-class _Options:
+class _Options(NamedTuple):
     workers: int | None = None
     pool: Pool | None = None
     backend: str | None = None

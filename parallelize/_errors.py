@@ -16,9 +16,9 @@ This module is imported by every worker, so it stays free of heavy imports.
 
 from __future__ import annotations
 
-import concurrent.futures
 import pickle
 import signal
+import sys
 
 __all__ = [
     "ParallelizeError",
@@ -57,12 +57,14 @@ def _rebuild_crashed(message: str, pid: int | None, exitcode: int | None) -> Wor
 
 
 # On 3.10 concurrent.futures.TimeoutError is its own class; from 3.11 it is the builtin. A timeout
-# must be catchable as either, whichever the caller learnt.
-_TIMEOUT_BASES: tuple[type[BaseException], ...] = (
-    (TimeoutError,)
-    if concurrent.futures.TimeoutError is TimeoutError
-    else (TimeoutError, concurrent.futures.TimeoutError)
-)
+# must be catchable as either, whichever the caller learnt. (Imported only where needed: workers
+# import this module, and concurrent.futures pulls in logging.)
+if sys.version_info >= (3, 11):
+    _TIMEOUT_BASES: tuple[type[BaseException], ...] = (TimeoutError,)
+else:
+    import concurrent.futures
+
+    _TIMEOUT_BASES = (TimeoutError, concurrent.futures.TimeoutError)
 
 
 class TaskTimeout(ParallelizeError, *_TIMEOUT_BASES):  # type: ignore[misc]
@@ -119,3 +121,14 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"was killed by {name}"
     return f"exited with code {exitcode}"
+
+
+for _public in (
+    ParallelizeError,
+    WorkerCrashed,
+    TaskTimeout,
+    PoolClosed,
+    SerializationError,
+    RemoteTraceback,
+):
+    _public.__module__ = "parallelize"

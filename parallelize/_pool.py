@@ -18,9 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
-
-from typing_extensions import ParamSpec, Self
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _config
 from ._backends import submit_call
@@ -30,6 +28,9 @@ from ._futures import Future
 from ._mapping import map_items, zip_arguments
 from ._serialize import dumps, encode_call, encode_chunk, handle_for
 from ._task import Task
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+; typing_extensions is slow to import
 
 __all__ = ["Pool", "PoolState"]
 
@@ -163,8 +164,11 @@ class Pool:
         with self._lock:
             if self._state is PoolState.NEW:
                 _register_exit_hook()
+                context = multiprocessing.get_context(self._start_method)
+                if self._start_method == "forkserver":
+                    _preload_in_forkserver(context)
                 dispatcher = Dispatcher(
-                    multiprocessing.get_context(self._start_method),
+                    context,
                     self._workers,
                     self._initializer,
                     name="parallelize-dispatcher",
@@ -209,6 +213,19 @@ def _register_exit_hook() -> None:
         if not _exit_hook_registered:
             atexit.register(shutdown_all)
             _exit_hook_registered = True
+
+
+def _preload_in_forkserver(context: Any) -> None:
+    """Have the forkserver import our worker module once, so each forked worker starts with it.
+
+    Adds to whatever preload list is set (multiprocessing's default is ``["__main__"]``); it takes
+    effect only if the forkserver has not started yet, and does no harm otherwise.
+    """
+    from multiprocessing import forkserver
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
+    if "parallelize._worker" not in current:
+        context.set_forkserver_preload([*current, "parallelize._worker"])
 
 
 def shutdown_all(wait: bool = True) -> None:

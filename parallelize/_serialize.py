@@ -18,7 +18,6 @@ refuses (lambdas, local classes). Workers import this module, so cloudpickle is 
 from __future__ import annotations
 
 import importlib
-import inspect
 import itertools
 import os
 import pickle
@@ -210,6 +209,8 @@ def _check_arguments(
 
 
 def _parameter_names(function: Callable[..., Any], count: int) -> Iterable[str]:
+    import inspect  # only on this error path: it is slow to import, and workers import this module
+
     try:
         params = [
             p.name

@@ -9,7 +9,6 @@ help.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._futures import Future
@@ -18,17 +17,28 @@ from ._serialize import FunctionHandle
 _ids = itertools.count(1)
 
 
-@dataclass(eq=False, slots=True)
 class Task:
-    function: FunctionHandle
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    future: Future[Any]
-    # Set for one chunk of a map: the argument tuples of its items (``args`` is then empty).
-    items: list[tuple[Any, ...]] | None = None
-    # The pickled call, for backends that cross a process boundary.
-    payload: bytes | None = None
-    id: int = field(default_factory=lambda: next(_ids))
+    # A plain class rather than a dataclass: dataclasses imports inspect, which costs more start-up
+    # time than this whole package.
+    __slots__ = ("args", "function", "future", "id", "items", "kwargs", "payload")
+
+    def __init__(
+        self,
+        function: FunctionHandle,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[Any],
+        items: list[tuple[Any, ...]] | None = None,
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.future = future
+        # Set for one chunk of a map: the argument tuples of its items (``args`` is then empty).
+        self.items = items
+        # The pickled call, for backends that cross a process boundary.
+        self.payload: bytes | None = None
+        self.id = next(_ids)
 
     def describe(self) -> str:
         """How error messages name this task: 'mod.f(3)' or 'a chunk of 40 items of mod.f'."""
@@ -37,11 +47,13 @@ class Task:
         return self.function.describe(self.args, self.kwargs)
 
 
-@dataclass(slots=True)
 class ChunkResult:
     """What one chunk of a map resolves to: the values of its leading items that succeeded, then the
     exception of the first item that failed (its later items were not run)."""
 
-    values: list[Any]
-    error: BaseException | None
-    seconds: float
+    __slots__ = ("error", "seconds", "values")
+
+    def __init__(self, values: list[Any], error: BaseException | None, seconds: float) -> None:
+        self.values = values
+        self.error = error
+        self.seconds = seconds

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -169,6 +168,8 @@ def _unpickling_error(exc: BaseException) -> BaseException:
 
 def _envelope(exc: BaseException) -> wire.ErrorEnvelope:
     """Describe an exception so that it reaches the parent even if it cannot be pickled."""
+    import traceback  # the error path only: keeps worker start-up lean
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         message = str(exc)
