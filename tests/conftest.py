@@ -1,0 +1,121 @@
+"""Shared fixtures: start methods, pools, and the leak check every test gets.
+
+After each test the default pool is shut down and the test must leave no child process (other
+than multiprocessing's own forkserver and resource tracker, which live as long as the session) and
+no ``parallelize-*`` thread behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import parallelize
+from parallelize import _config
+
+START_METHODS = ["forkserver", "spawn"] if sys.platform.startswith("linux") else ["spawn"]
+
+# How long leftovers may take to disappear after shutdown() before the test counts as leaking.
+LEAK_DEADLINE = 10.0
+
+
+def child_pids() -> set[int]:
+    """Live (non-zombie... and zombie) children of this process, from /proc."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name is in parentheses and may hold spaces: split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def infrastructure_pids() -> set[int]:
+    """multiprocessing's long-lived helpers: the forkserver and the resource tracker."""
+    pids = set()
+    from multiprocessing import forkserver, resource_tracker
+
+    fs_pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    rt_pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+    for pid in (fs_pid, rt_pid):
+        if pid:
+            pids.add(pid)
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds.
+
+    For conditions no event announces (a process disappearing from /proc); never a bare sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _reap_children() -> None:
+    # multiprocessing reaps its Process objects lazily; active_children() joins the finished ones.
+    multiprocessing.active_children()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    yield
+    parallelize.shutdown(wait=True)
+    _config.reset_for_tests()
+
+    def clean() -> bool:
+        _reap_children()
+        left = child_pids() - infrastructure_pids()
+        return not left
+
+    wait_until(clean, LEAK_DEADLINE, f"child processes to exit (left: {child_pids() - infrastructure_pids()})")
+
+    def no_threads() -> bool:
+        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+
+    wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def pool(start_method: str) -> Iterator[parallelize.Pool]:
+    with parallelize.Pool(2, start_method=start_method) as p:
+        yield p
+
+
+@pytest.fixture
+def default_start_method(start_method: str) -> str:
+    """Make the shared default pool use ``start_method`` (for decorated functions)."""
+    parallelize.configure(start_method=start_method, workers=2)
+    return start_method
