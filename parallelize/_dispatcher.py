@@ -31,7 +31,7 @@ from multiprocessing.process import BaseProcess
 
 from . import _protocol as wire
 from . import _worker
-from ._errors import PoolClosed, SerializationError, WorkerCrashed, describe_exit
+from ._errors import ParallelizeError, PoolClosed, SerializationError, WorkerCrashed, describe_exit
 from ._futures import rebuild_exception
 from ._serialize import dumps, loads
 from ._task import ChunkResult, Task
@@ -229,7 +229,20 @@ class Dispatcher:
         backlog += len(self._requeued)
         starting = sum(1 for w in self._workers.values() if not w.ready)
         for _ in range(min(backlog - starting, self._size - len(self._workers))):
-            self._start_worker()
+            try:
+                self._start_worker()
+            except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
+                # A worker that cannot be started costs one queued task, never the pool.
+                log.warning("could not start a worker: %s", exc)
+                task = self._next_task()
+                if task is not None:
+                    error = ParallelizeError(
+                        f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
+                        f"the pool will try again for the next task"
+                    )
+                    error.__cause__ = exc
+                    task.future.set_exception(error)
+                break
 
     def _send(self, worker: WorkerHandle, task: Task) -> None:
         assert task.payload is not None
@@ -259,7 +272,12 @@ class Dispatcher:
         )
         try:
             process.start()
+        except BaseException:
+            task_writer.close()
+            result_reader.close()
+            raise
         finally:
+            # The worker has its own copies now (or never will): ours would hide its exit.
             task_reader.close()
             result_writer.close()
         worker = WorkerHandle(self._started, process, task_writer, result_reader)
