@@ -76,13 +76,15 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'parallelize' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"parallelize.{home}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+if not TYPE_CHECKING:  # a module __getattr__ would make every misspelt import Any to mypy
+
+    def __getattr__(name: str) -> Any:
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module 'parallelize' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"parallelize.{home}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
 
 
 def __dir__() -> list[str]:

@@ -60,14 +60,15 @@ def _rebuild_crashed(message: str, pid: int | None, exitcode: int | None) -> Wor
 # must be catchable as either, whichever the caller learnt. (Imported only where needed: workers
 # import this module, and concurrent.futures pulls in logging.)
 if sys.version_info >= (3, 11):
-    _TIMEOUT_BASES: tuple[type[BaseException], ...] = (TimeoutError,)
+    _TimeoutBase = TimeoutError
 else:
     import concurrent.futures
 
-    _TIMEOUT_BASES = (TimeoutError, concurrent.futures.TimeoutError)
+    class _TimeoutBase(TimeoutError, concurrent.futures.TimeoutError):
+        """Both timeouts of Python 3.10 (typed as a class, so type checkers see the bases)."""
 
 
-class TaskTimeout(ParallelizeError, *_TIMEOUT_BASES):  # type: ignore[misc]
+class TaskTimeout(ParallelizeError, _TimeoutBase):
     """A task ran past its time limit; its worker was stopped and replaced."""
 
     def __init__(self, message: str) -> None:

@@ -18,7 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _config
 from ._backends import submit_call
@@ -31,6 +31,8 @@ from ._task import Task
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; typing_extensions is slow to import
+
+    from ._decorators import ParallelFunction
 
 __all__ = ["Pool", "PoolState"]
 
@@ -102,13 +104,25 @@ class Pool:
         dispatcher = self._dispatcher
         return [] if dispatcher is None else dispatcher.pids()
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(self, fn: ParallelFunction[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker. Arguments are pickled here and now."""
         return submit_call(self, handle_for(fn), args, kwargs)
 
+    @overload
+    def map(
+        self, fn: ParallelFunction[..., R], /, *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> Iterator[R]: ...
+    @overload
     def map(
         self, fn: Callable[..., R], /, *iterables: Iterable[Any], chunksize: int | None = None
-    ) -> Iterator[R]:
+    ) -> Iterator[R]: ...
+    def map(
+        self, fn: Callable[..., Any], /, *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> Iterator[Any]:
         """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically."""
         return map_items(self, handle_for(fn), zip_arguments(iterables), chunksize)
 
