@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from ._errors import PoolClosed, SerializationError
 from ._futures import Future
 from ._serialize import FunctionHandle, dumps, encode_call, encode_chunk, loads, type_name
-from ._task import ChunkResult, Task
+from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
@@ -38,25 +38,58 @@ class Backend(Protocol):
 
 
 def submit_call(
-    backend: Backend, handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]
+    backend: Backend,
+    handle: FunctionHandle,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: TaskOptions = NO_OPTIONS,
 ) -> Future[Any]:
-    task = Task(handle, args, kwargs, Future())
+    task = Task(handle, args, kwargs, Future(), options=options)
     backend._encode(task)
     backend._enqueue(task)
     return task.future
 
 
-def submit_chunk(backend: Backend, handle: FunctionHandle, items: list[tuple[Any, ...]]) -> Future[Any]:
-    task = Task(handle, (), {}, Future(), items=items)
+def submit_chunk(
+    backend: Backend, handle: FunctionHandle, items: list[tuple[Any, ...]], options: TaskOptions = NO_OPTIONS
+) -> Future[Any]:
+    task = Task(handle, (), {}, Future(), items=items, options=options)
     backend._encode(task)
     backend._enqueue(task)
     return task.future
+
+
+def encode(task: Task) -> None:
+    """Pickle a task for a process boundary (the process and sync backends)."""
+    retries, retry_on = task.options.retries, task.options.retry_on
+    if task.items is None:
+        task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on)
+    else:
+        task.payload = encode_chunk(task.function, task.items, retries, retry_on)
+
+
+def _attempts(function: Callable[..., Any], options: TaskOptions) -> Callable[..., Any]:
+    """``function`` re-run on a ``retry_on`` error while the retry budget lasts (thread and sync
+    backends; timeouts are enforced by the process backend only, which can stop a task)."""
+    if not options.retries or not options.retry_on:
+        return function
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for _ in range(options.retries):
+            try:
+                return function(*args, **kwargs)
+            except options.retry_on:
+                continue
+        return function(*args, **kwargs)
+
+    return run
 
 
 def run_here(task: Task, function: Callable[..., Any]) -> None:
     """Run a task in this thread and fill its future (the thread and sync backends)."""
     if not task.future.set_running_or_notify_cancel():
         return
+    function = _attempts(function, task.options)
     if task.items is None:
         try:
             value = function(*task.args, **task.kwargs)
@@ -67,14 +100,14 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
         return
     started = time.perf_counter()
     values: list[Any] = []
-    error: BaseException | None = None
-    for args in task.items:
+    errors: dict[int, BaseException] = {}
+    for index, args in enumerate(task.items):
         try:
             values.append(function(*args))
         except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
-            error = exc
-            break
-    task.future.set_result(ChunkResult(values, error, time.perf_counter() - started))
+            values.append(None)
+            errors[index] = exc
+    task.future.set_result(ChunkResult(values, errors, time.perf_counter() - started))
 
 
 class ThreadBackend:
@@ -122,18 +155,15 @@ class SyncBackend:
     """
 
     def _encode(self, task: Task) -> None:
-        if task.items is None:
-            task.payload = encode_call(task.function, task.args, task.kwargs)
-        else:
-            task.payload = encode_chunk(task.function, task.items)
+        encode(task)
 
     def _enqueue(self, task: Task) -> None:
         assert task.payload is not None
         decoded = loads(task.payload)
         if task.items is None:
-            _, task.args, task.kwargs = decoded
+            task.args, task.kwargs = decoded[1:3]
         else:
-            _, task.items = decoded
+            task.items = decoded[1]
         function = task.function.function
 
         def call(*args: Any, **kwargs: Any) -> Any:

@@ -36,6 +36,8 @@ class Settings(NamedTuple):
     workers: int
     start_method: str
     backend: str
+    max_tasks_per_worker: int | None = None
+    max_memory_per_worker: int | None = None  # bytes
 
 
 _lock = threading.RLock()
@@ -46,15 +48,24 @@ _sync_backend = SyncBackend()
 
 
 def configure(
-    *, workers: int | None = None, start_method: str | None = None, backend: str | None = None
+    *,
+    workers: int | None = None,
+    start_method: str | None = None,
+    backend: str | None = None,
+    max_tasks_per_worker: int | None = None,
+    max_memory_per_worker: int | str | None = None,
 ) -> None:
     """Set the defaults for the shared pool before its first use; ``None`` leaves a setting as is.
 
-    Raises ParallelizeError once the default pool or thread backend has started: call
-    ``parallelize.shutdown()`` first.
+    ``max_tasks_per_worker`` and ``max_memory_per_worker`` (bytes, or "512MB", "2GB", "1.5GiB")
+    recycle workers; they also become the defaults of ``Pool()``. Raises ParallelizeError once the
+    default pool or thread backend has started: call ``parallelize.shutdown()`` first.
     """
     if workers is not None:
         check_workers(workers)
+    if max_tasks_per_worker is not None:
+        check_workers(max_tasks_per_worker, "max_tasks_per_worker")
+    memory = None if max_memory_per_worker is None else parse_memory(max_memory_per_worker)
     if start_method is not None:
         check_start_method(start_method)
     if backend is not None:
@@ -65,7 +76,13 @@ def configure(
                 "configure() was called after the default pool started, so it would have no effect; "
                 "call parallelize.shutdown() first, then configure()"
             )
-        for key, value in (("workers", workers), ("start_method", start_method), ("backend", backend)):
+        for key, value in (
+            ("workers", workers),
+            ("start_method", start_method),
+            ("backend", backend),
+            ("max_tasks_per_worker", max_tasks_per_worker),
+            ("max_memory_per_worker", memory),
+        ):
             if value is not None:
                 _overrides[key] = value
 
@@ -84,6 +101,8 @@ def settings() -> Settings:
         workers=int(workers),  # type: ignore[call-overload]
         start_method=check_start_method(str(start_method)) if start_method else default_start_method(),
         backend=check_backend(str(backend)) if backend else "process",
+        max_tasks_per_worker=overrides.get("max_tasks_per_worker"),  # type: ignore[arg-type]
+        max_memory_per_worker=overrides.get("max_memory_per_worker"),  # type: ignore[arg-type]
     )
 
 
@@ -136,10 +155,46 @@ def reset_for_tests() -> None:
         _overrides.clear()
 
 
-def check_workers(workers: int) -> int:
+def check_workers(workers: int, name: str = "workers") -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+        raise ValueError(f"{name} must be a positive int, got {workers!r}")
     return workers
+
+
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_memory(value: int | str) -> int:
+    """Bytes from an int or a string such as "512MB", "2GB" (powers of 1000) or "1.5GiB" (of 1024)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"a memory size must be bytes or a string like '2GB', got {value!r}")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        try:
+            number, unit = float(digits), text[len(digits) :]
+        except ValueError:
+            number, unit = -1.0, ""
+    if unit not in _MEMORY_UNITS or number <= 0:
+        raise ValueError(f"a memory size must be bytes or a string like '2GB', got {value!r}")
+    return int(number * _MEMORY_UNITS[unit])
 
 
 def check_start_method(method: str) -> str:

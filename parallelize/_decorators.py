@@ -25,6 +25,7 @@ from ._backends import Backend, Limited, submit_call
 from ._futures import Future
 from ._mapping import map_items, zip_arguments
 from ._serialize import FunctionHandle, handle_for, reference_of
+from ._task import NO_OPTIONS, TaskOptions, check_timeout, make_options
 
 if TYPE_CHECKING:
     from ._pool import Pool
@@ -73,6 +74,7 @@ class _Options(NamedTuple):
     pool: Pool | None = None
     backend: str | None = None
     isolated: bool = False
+    task: TaskOptions = NO_OPTIONS
 
 
 class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
@@ -89,6 +91,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         if options.workers is not None:
             _config.check_workers(options.workers)
         self._self_options = options
+        self._self_task_options = options.task  # read by _task.options_of (Pool.submit of a proxy)
         self._self_handle: FunctionHandle | None = None
         self._self_limited = (
             Limited(self._unlimited_backend, options.workers) if options.workers is not None else None
@@ -140,17 +143,30 @@ class ParallelFunction(_Decorated[P, R]):
     """A function whose calls run in worker processes and return ``Future``\\ s."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        return submit_call(self._backend(), self._function_handle(), args, kwargs)
+        return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """The same as calling the function."""
-        return submit_call(self._backend(), self._function_handle(), args, kwargs)
+        return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
     @overload
-    def map(self: _Call1[A1, R2], it1: Iterable[A1], /, *, chunksize: int | None = None) -> Iterator[R2]: ...
+    def map(
+        self: _Call1[A1, R2],
+        it1: Iterable[A1],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[R2]: ...
     @overload
     def map(
-        self: _Call2[A1, A2, R2], it1: Iterable[A1], it2: Iterable[A2], /, *, chunksize: int | None = None
+        self: _Call2[A1, A2, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def map(
@@ -161,6 +177,7 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def map(
@@ -172,6 +189,7 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def map(
@@ -184,18 +202,41 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
-    def map(self, *iterables: Iterable[Any], chunksize: int | None = None) -> Iterator[Any]:
-        """Results in input order, like ``builtins.map``; lazy and chunked automatically."""
-        return map_items(self._backend(), self._function_handle(), zip_arguments(iterables), chunksize)
+    def map(
+        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Results in input order, like ``builtins.map``; lazy and chunked automatically.
+
+        ``timeout`` (default: the decorator's) bounds each item's running time, even inside a
+        chunk: only the item that ran too long fails, and the rest of its chunk runs on.
+        """
+        return map_items(
+            self._backend(),
+            self._function_handle(),
+            zip_arguments(iterables),
+            chunksize,
+            self._map_options(timeout),
+        )
 
     @overload
     def starmap(
-        self: _Call1[A1, R2], iterable: Iterable[tuple[A1]], /, *, chunksize: int | None = None
+        self: _Call1[A1, R2],
+        iterable: Iterable[tuple[A1]],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def starmap(
-        self: _Call2[A1, A2, R2], iterable: Iterable[tuple[A1, A2]], /, *, chunksize: int | None = None
+        self: _Call2[A1, A2, R2],
+        iterable: Iterable[tuple[A1, A2]],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def starmap(
@@ -204,6 +245,7 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def starmap(
@@ -212,6 +254,7 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
     @overload
     def starmap(
@@ -220,11 +263,25 @@ class ParallelFunction(_Decorated[P, R]):
         /,
         *,
         chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R2]: ...
-    def starmap(self, iterable: Iterable[Iterable[Any]], /, *, chunksize: int | None = None) -> Iterator[Any]:
+    def starmap(
+        self,
+        iterable: Iterable[Iterable[Any]],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Any]:
         """Like ``itertools.starmap``: each item is a tuple of arguments."""
         arguments = (tuple(item) for item in iterable)
-        return map_items(self._backend(), self._function_handle(), arguments, chunksize)
+        return map_items(
+            self._backend(), self._function_handle(), arguments, chunksize, self._map_options(timeout)
+        )
+
+    def _map_options(self, timeout: float | None) -> TaskOptions:
+        options: TaskOptions = self._self_task_options
+        return options if timeout is None else options._replace(timeout=check_timeout(timeout))
 
 
 class InProcessFunction(_Decorated[P, R]):
@@ -233,25 +290,32 @@ class InProcessFunction(_Decorated[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         future: Future[R]
+        options = self._self_task_options
         if self._self_options.isolated:
-            future = _submit_isolated(self._function_handle(), args, kwargs)
+            future = _submit_isolated(self._function_handle(), args, kwargs, options)
         else:
-            future = submit_call(self._backend(), self._function_handle(), args, kwargs)
+            future = submit_call(self._backend(), self._function_handle(), args, kwargs, options)
         return future.result()
 
 
-def _submit_isolated(handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+def _submit_isolated(
+    handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any], options: TaskOptions
+) -> Future[Any]:
     """A fresh process for one call, gone when the call returns (for leaky or crash-prone code).
 
     The returned future is already done: the one-task pool has been shut down and its process
     reaped before this returns."""
     if _worker.ACTIVE:
-        return submit_call(_config.default_backend(), handle, args, kwargs)
+        return submit_call(_config.default_backend(), handle, args, kwargs, options)
     from ._pool import Pool
 
     with Pool(1) as pool:
-        future = submit_call(pool, handle, args, kwargs)
-        concurrent.futures.wait([future])
+        future = submit_call(pool, handle, args, kwargs, options)
+        try:
+            concurrent.futures.wait([future])
+        except KeyboardInterrupt:
+            future.cancel()  # stops the process; the pool's shutdown then returns promptly
+            raise
     return future
 
 
@@ -267,7 +331,13 @@ class _InProcessDecorator(Protocol):
 def parallel(function: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 @overload
 def parallel(
-    *, workers: int | None = None, pool: Pool | None = None, backend: str | None = None
+    *,
+    workers: int | None = None,
+    pool: Pool | None = None,
+    backend: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> _ParallelDecorator: ...
 def parallel(
     function: Callable[..., Any] | None = None,
@@ -276,15 +346,23 @@ def parallel(
     workers: int | None = None,
     pool: Pool | None = None,
     backend: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> ParallelFunction[..., Any] | _ParallelDecorator:
     """Run the function's calls in worker processes; each call returns a ``Future``.
 
     ``workers=n`` caps how many calls of this function run at once (the pool is still shared);
     ``pool=`` runs them on an explicit ``Pool``; ``backend=`` picks "process", "thread" or "sync".
+    ``timeout`` bounds each call's running time (its worker is stopped and replaced, the future
+    raises TaskTimeout); ``retries`` re-runs a call after WorkerCrashed, TaskTimeout or one of the
+    ``retry_on`` exceptions.
     """
     if pool is not None and backend is not None:
         raise TypeError("pass pool= or backend=, not both")
-    options = _Options(workers=workers, pool=pool, backend=backend)
+    options = _Options(
+        workers=workers, pool=pool, backend=backend, task=make_options(timeout, retries, retry_on)
+    )
     if function is not None:
         return ParallelFunction(function, options)
 
@@ -298,7 +376,13 @@ def parallel(
 def in_process(function: Callable[P, R], /) -> InProcessFunction[P, R]: ...
 @overload
 def in_process(
-    *, pool: Pool | None = None, backend: str | None = None, isolated: bool = False
+    *,
+    pool: Pool | None = None,
+    backend: str | None = None,
+    isolated: bool = False,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> _InProcessDecorator: ...
 def in_process(
     function: Callable[..., Any] | None = None,
@@ -307,15 +391,21 @@ def in_process(
     pool: Pool | None = None,
     backend: str | None = None,
     isolated: bool = False,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> InProcessFunction[..., Any] | _InProcessDecorator:
     """Run each call in a worker process and return its value: the signature stays the same.
 
     ``isolated=True`` gives every call a fresh process of its own, gone when the call returns; a
-    crash there raises WorkerCrashed.
+    crash there raises WorkerCrashed. ``timeout``, ``retries`` and ``retry_on`` work as for
+    ``@parallel``.
     """
     if sum((pool is not None, backend is not None, isolated)) > 1:
         raise TypeError("pass at most one of pool=, backend= and isolated=True")
-    options = _Options(pool=pool, backend=backend, isolated=isolated)
+    options = _Options(
+        pool=pool, backend=backend, isolated=isolated, task=make_options(timeout, retries, retry_on)
+    )
     if function is not None:
         return InProcessFunction(function, options)
 

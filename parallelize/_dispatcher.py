@@ -8,9 +8,16 @@
     make Future, put Task ------> deque -> every worker's result pipe, <------->  reply on own
     and poke the wake pipe                 every worker's sentinel                pipe
 
-The dispatcher blocks in ``multiprocessing.connection.wait`` and never polls. Because each worker
-has pipes of its own, the dispatcher knows which task each worker holds: a dead worker fails that
-one task with WorkerCrashed and is replaced on demand; everything else carries on.
+The dispatcher blocks in ``multiprocessing.connection.wait`` and never polls; its only timeout is
+the nearest deadline (a task's time limit, a terminated worker's grace, a memory check). Because
+each worker has pipes of its own, the dispatcher knows which task each worker holds, so every
+fault costs exactly one task:
+
+* a worker dies: its task fails with WorkerCrashed (or is retried), a replacement starts on demand;
+* a task runs past its timeout or is cancelled while running: its worker is terminated (SIGTERM,
+  then SIGKILL after a grace) and replaced, and only that task fails;
+* a map chunk loses its worker: the items already reported keep their results, the item that was
+  running fails, and the rest of the chunk is sent again.
 
 Workers start on demand, one per queued task up to the pool size, and take work only once they
 say READY, so the first task runs as soon as the first worker has booted. Only this thread starts,
@@ -19,99 +26,36 @@ feeds, reaps and stops workers; callers touch nothing but the Inbox.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
 
 from . import _protocol as wire
-from . import _worker
-from ._errors import ParallelizeError, PoolClosed, SerializationError, WorkerCrashed, describe_exit
-from ._futures import rebuild_exception
-from ._serialize import dumps, loads
+from ._channel import KILL_GRACE, WorkerHandle, start_worker
+from ._errors import (
+    ParallelizeError,
+    PoolClosed,
+    SerializationError,
+    TaskTimeout,
+    WorkerCrashed,
+    describe_exit,
+)
+from ._futures import cancel_running, rebuild_exception, settle
+from ._inbox import Inbox
+from ._serialize import encode_chunk, loads
 from ._task import ChunkResult, Task
 
 log = logging.getLogger("parallelize")
 
-# How long a worker told to stop may take before it is terminated, then killed.
+# How long a worker told to stop at shutdown may take before it is killed.
 STOP_GRACE = 5.0
-
-
-class Inbox:
-    """Where callers leave tasks for the dispatcher, and how they wake it."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.tasks: deque[Task] = deque()  # guarded by lock
-        self.closing = False  # guarded by lock
-        self._poked = False  # guarded by lock: a wake-up byte is already in the pipe
-        self._pipe_open = True  # guarded by lock: False once the dispatcher has gone
-        self.wake_reader, self._wake_writer = os.pipe()
-        os.set_blocking(self._wake_writer, False)
-
-    def put(self, task: Task) -> None:
-        with self.lock:
-            if self.closing:
-                raise PoolClosed(f"the pool is shut down, so {task.describe()} was not submitted")
-            self.tasks.append(task)
-            self._poke_locked()
-
-    def close(self, cancel_pending: bool) -> None:
-        with self.lock:
-            self.closing = True
-            cancelled = list(self.tasks) if cancel_pending else []
-            if cancel_pending:
-                self.tasks.clear()
-            self._poke_locked()
-        for task in cancelled:
-            task.future.cancel()
-
-    def poke(self) -> None:
-        with self.lock:
-            self._poke_locked()
-
-    def _poke_locked(self) -> None:
-        if not self._poked and self._pipe_open:
-            self._poked = True
-            with contextlib.suppress(BlockingIOError):  # the pipe is full of wake-ups already
-                os.write(self._wake_writer, b"\0")
-
-    def drain(self) -> None:
-        with self.lock:
-            self._poked = False
-            with contextlib.suppress(BlockingIOError):
-                os.read(self.wake_reader, 4096)
-
-    def close_pipe(self) -> None:
-        with self.lock:
-            self._pipe_open = False
-            self.closing = True
-        os.close(self.wake_reader)
-        os.close(self._wake_writer)
-
-
-class WorkerHandle:
-    """The parent's side of one worker: its process, its two pipes, and the task it holds."""
-
-    __slots__ = ("defined", "index", "process", "ready", "results", "task", "tasks")
-
-    def __init__(self, index: int, process: BaseProcess, tasks: Connection, results: Connection) -> None:
-        self.index = index
-        self.process = process
-        self.tasks = tasks  # parent -> worker
-        self.results: Connection | None = results  # worker -> parent; None once it reads EOF
-        self.task: Task | None = None
-        self.ready = False
-        self.defined: set[object] = set()  # keys of by-value functions this worker has
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid or 0
+# How often busy workers' memory is checked while a memory limit is set.
+MEMORY_CHECK_INTERVAL = 0.25
 
 
 class Dispatcher:
@@ -123,17 +67,23 @@ class Dispatcher:
         *,
         name: str,
         on_exit: Callable[[], None],
+        max_tasks_per_worker: int | None = None,
+        max_memory_per_worker: int | None = None,
     ) -> None:
         self.inbox = Inbox()
         self._on_exit_callback = on_exit
         self._context = context
         self._size = size
         self._initializer = initializer
-        self._workers: dict[int, WorkerHandle] = {}  # by pid; only the dispatcher thread touches these
+        self._max_tasks = max_tasks_per_worker
+        self._max_memory = max_memory_per_worker
+        # Everything below is touched by the dispatcher thread only.
+        self._workers: dict[int, WorkerHandle] = {}  # by pid
         self._idle: deque[WorkerHandle] = deque()
-        self._requeued: deque[Task] = deque()  # taken from the inbox, never reached a worker
+        self._requeued: deque[Task] = deque()  # running tasks waiting for another worker
         self._started = 0
         self._init_failure: bytes | None = None
+        self._next_memory_check = 0.0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- called from other threads ------------------------------------------------------------------
@@ -146,7 +96,7 @@ class Dispatcher:
             self._thread.join(timeout)
 
     def pids(self) -> list[int]:
-        return list(self._workers)
+        return [pid for pid, w in list(self._workers.items()) if w.doomed is None]
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""
@@ -162,7 +112,7 @@ class Dispatcher:
         try:
             self._loop()
         except BaseException:
-            log.exception("parallelize: the dispatcher failed; failing every task it held")
+            log.exception("the dispatcher failed; failing every task it held")
             self._fail_everything()
             raise
         finally:
@@ -172,17 +122,22 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while True:
+            self._handle_stops()
             self._dispatch()
             if self._finished():
                 return
-            ready = wait(self._waitables())
-            for obj in ready:
+            for obj in wait(self._waitables(), self._timeout()):
                 if obj == self.inbox.wake_reader:
                     self.inbox.drain()
                 elif isinstance(obj, Connection):
-                    self._on_readable(self._by_results(obj))
+                    worker = self._by_results(obj)
+                    if worker is not None:
+                        self._on_readable(worker)
                 else:
-                    self._on_exit(self._by_sentinel(obj))
+                    worker = self._by_sentinel(obj)
+                    if worker is not None:
+                        self._on_exit(worker)
+            self._on_timers()
 
     def _waitables(self) -> list[Connection | int]:
         objs: list[Connection | int] = [self.inbox.wake_reader]
@@ -192,17 +147,102 @@ class Dispatcher:
             objs.append(worker.process.sentinel)
         return objs
 
-    def _by_results(self, conn: Connection) -> WorkerHandle:
-        return next(w for w in self._workers.values() if w.results is conn)
+    def _by_results(self, conn: Connection) -> WorkerHandle | None:
+        return next((w for w in self._workers.values() if w.results is conn), None)
 
-    def _by_sentinel(self, sentinel: object) -> WorkerHandle:
-        return next(w for w in self._workers.values() if w.process.sentinel == sentinel)
+    def _by_sentinel(self, sentinel: object) -> WorkerHandle | None:
+        return next((w for w in self._workers.values() if w.process.sentinel == sentinel), None)
 
     def _finished(self) -> bool:
         with self.inbox.lock:
             if not self.inbox.closing or self.inbox.tasks:
                 return False
         return not self._requeued and all(w.task is None for w in self._workers.values())
+
+    # -- timers -------------------------------------------------------------------------------------
+
+    def _timeout(self) -> float | None:
+        moments = []
+        for worker in self._workers.values():
+            if worker.task is not None and worker.deadline is not None:
+                moments.append(worker.deadline)
+            if worker.kill_at is not None:
+                moments.append(worker.kill_at)
+        if self._max_memory is not None and any(w.task is not None for w in self._workers.values()):
+            moments.append(self._next_memory_check)
+        if not moments:
+            return None
+        return max(0.0, min(moments) - time.monotonic())
+
+    def _on_timers(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._workers.values()):
+            if worker.kill_at is not None and now >= worker.kill_at:
+                worker.escalate()
+            if worker.task is not None and worker.deadline is not None and now >= worker.deadline:
+                self._expire(worker)
+        if self._max_memory is not None and now >= self._next_memory_check:
+            self._next_memory_check = now + MEMORY_CHECK_INTERVAL
+            for worker in list(self._workers.values()):
+                if worker.task is not None:
+                    resident = worker.resident_bytes()
+                    if resident is not None and resident > self._max_memory:
+                        self._over_memory(worker, resident)
+
+    def _expire(self, worker: WorkerHandle) -> None:
+        task = worker.task
+        assert task is not None
+        worker.task = None
+        worker.doom("timeout")
+        limit = task.options.timeout
+        what = task.describe()
+        self._lost(
+            task,
+            lambda attempts: TaskTimeout(
+                f"{what} ran past its time limit of {limit:g} s in worker {worker.pid}{_tries(attempts)}; "
+                f"the worker was stopped and replaced"
+            ),
+            retryable=True,
+        )
+
+    def _over_memory(self, worker: WorkerHandle, resident: int) -> None:
+        task = worker.task
+        assert task is not None
+        assert self._max_memory is not None
+        worker.task = None
+        worker.doom("memory limit")
+        limit = self._max_memory
+        what = task.describe()
+        self._lost(
+            task,
+            lambda attempts: WorkerCrashed(
+                f"worker {worker.pid} went over the memory limit of {_size(limit)} (resident "
+                f"{_size(resident)}) while running {what}{_tries(attempts)}; it was stopped and replaced",
+                pid=worker.pid,
+            ),
+            retryable=True,
+        )
+
+    # -- cancellation and Ctrl-C --------------------------------------------------------------------
+
+    def _handle_stops(self) -> None:
+        stops, stop_all = self.inbox.take_stops()
+        if stop_all:
+            for task in self._requeued:
+                cancel_running(task.future)
+            self._requeued.clear()
+            for worker in list(self._workers.values()):
+                if worker.task is not None:
+                    cancel_running(worker.task.future)
+                    worker.task = None
+                    worker.doom("cancelled")
+        for task in stops:
+            if task in self._requeued:
+                self._requeued.remove(task)
+            for worker in list(self._workers.values()):
+                if worker.task is task:
+                    worker.task = None
+                    worker.doom("cancelled")
 
     # -- handing out work ---------------------------------------------------------------------------
 
@@ -227,61 +267,54 @@ class Dispatcher:
         with self.inbox.lock:
             backlog = len(self.inbox.tasks)
         backlog += len(self._requeued)
-        starting = sum(1 for w in self._workers.values() if not w.ready)
-        for _ in range(min(backlog - starting, self._size - len(self._workers))):
+        live = [w for w in self._workers.values() if w.doomed is None and not w.retiring]
+        booting = sum(1 for w in live if not w.ready)
+        for _ in range(min(backlog - booting, self._size - len(live))):
             try:
                 self._start_worker()
             except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
-                # A worker that cannot be started costs one queued task, never the pool.
-                log.warning("could not start a worker: %s", exc)
-                task = self._next_task()
-                if task is not None:
-                    error = ParallelizeError(
-                        f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
-                        f"the pool will try again for the next task"
-                    )
-                    error.__cause__ = exc
-                    task.future.set_exception(error)
+                self._cannot_start(exc)
                 break
-
-    def _send(self, worker: WorkerHandle, task: Task) -> None:
-        assert task.payload is not None
-        handle = task.function
-        kind = wire.RUN if task.items is None else wire.RUN_MANY
-        try:
-            if handle.definition is not None and handle.key not in worker.defined:
-                worker.tasks.send_bytes(wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition))))
-                worker.defined.add(handle.key)
-            worker.tasks.send_bytes(wire.pack(kind, task.id, task.payload))
-        except OSError:
-            # The worker died before it got the task, so the task is safe to give to another one.
-            # Its sentinel will fire and _on_exit will clean up.
-            self._requeued.appendleft(task)
-            worker.ready = False
-            return
-        worker.task = task
 
     def _start_worker(self) -> None:
         self._started += 1
-        task_reader, task_writer = self._context.Pipe(duplex=False)
-        result_reader, result_writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(  # type: ignore[attr-defined]
-            target=_worker.run,
-            args=(task_reader, result_writer, self._initializer),
-            name=f"parallelize-worker-{self._started}",
-        )
+        worker = start_worker(self._context, self._started, self._initializer)
+        self._workers[worker.pid] = worker
+
+    def _cannot_start(self, exc: Exception) -> None:
+        # A worker that cannot be started costs one queued task, never the pool.
+        log.warning("could not start a worker: %s", exc)
+        task = self._next_task()
+        if task is not None:
+            error = ParallelizeError(
+                f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
+                f"the pool will try again for the next task"
+            )
+            error.__cause__ = exc
+            settle(task.future, error=error)
+
+    def _send(self, worker: WorkerHandle, task: Task) -> None:
+        if task.items is None:
+            kind, payload = wire.RUN, task.payload
+        else:
+            kind = wire.RUN_EACH if task.stream or task.options.timeout is not None else wire.RUN_MANY
+            payload = (
+                task.payload
+                if task.done == 0
+                else encode_chunk(
+                    task.function, task.items[task.done :], task.options.retries, task.options.retry_on
+                )
+            )
+        assert payload is not None
         try:
-            process.start()
-        except BaseException:
-            task_writer.close()
-            result_reader.close()
-            raise
-        finally:
-            # The worker has its own copies now (or never will): ours would hide its exit.
-            task_reader.close()
-            result_writer.close()
-        worker = WorkerHandle(self._started, process, task_writer, result_reader)
-        self._workers[process.pid] = worker
+            worker.send(task, kind, payload)
+        except OSError:
+            # The worker died before it got the task, so the task is safe to give to another one.
+            # Its sentinel will fire and _on_exit will clean up.
+            task.attempts -= 1
+            worker.task = None
+            worker.ready = False
+            self._requeued.appendleft(task)
 
     # -- hearing back -------------------------------------------------------------------------------
 
@@ -293,25 +326,42 @@ class Dispatcher:
             # The worker is exiting; its sentinel says when, and _on_exit does the rest.
             worker.results = None
             return
-        kind, task_id, payload = wire.unpack(message)
+        kind, task_id, attempt, payload = wire.unpack(message)
         if kind == wire.READY:
             worker.ready = True
-            self._idle.append(worker)
-        elif kind == wire.INIT_FAILED:
-            self._init_failure = bytes(payload)
-        else:
-            task = worker.task
-            worker.task = None
-            if worker.ready:
+            if worker.doomed is None and not worker.retiring:
                 self._idle.append(worker)
-            if task is not None and task.id == task_id:
-                self._resolve(task, kind, payload, worker)
+            return
+        if kind == wire.INIT_FAILED:
+            self._init_failure = bytes(payload)
+            return
+        task = worker.task
+        if task is None or task.id != task_id:
+            return  # the task was cancelled or timed out while its answer was on the way
+        if kind == wire.ITEM:
+            self._on_item(worker, task, payload)
+            return
+        worker.task = None
+        self._after_task(worker)
+        self._resolve(task, kind, attempt, payload, worker)
 
-    def _resolve(self, task: Task, kind: int, payload: memoryview, worker: WorkerHandle) -> None:
+    def _after_task(self, worker: WorkerHandle) -> None:
+        """Recycle a worker that has done its share or grown too big; otherwise it is idle again."""
+        worker.deadline = None
+        if (self._max_tasks is not None and worker.tasks_run >= self._max_tasks) or (
+            self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory
+        ):
+            worker.retire()
+        elif worker.doomed is None:
+            self._idle.append(worker)
+
+    def _resolve(
+        self, task: Task, kind: int, attempt: int, payload: memoryview, worker: WorkerHandle
+    ) -> None:
         where = f"{task.describe()} in worker {worker.pid}"
         try:
             if kind == wire.ERROR:
-                task.future.set_exception(rebuild_exception(loads(payload), where))
+                settle(task.future, error=_after_attempts(rebuild_exception(loads(payload), where), attempt))
                 return
             value = loads(payload)
         except Exception as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
@@ -319,13 +369,69 @@ class Dispatcher:
                 f"the result of {where} could not be unpickled here: {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
-            task.future.set_exception(error)
+            settle(task.future, error=error)
             return
-        if task.items is not None:
-            values, envelope, seconds = value
-            failure = None if envelope is None else rebuild_exception(envelope, where)
-            value = ChunkResult(values, failure, seconds)
-        task.future.set_result(value)
+        if task.items is None:
+            settle(task.future, value)
+            return
+        values, envelopes, seconds = value
+        for index, envelope in envelopes.items():
+            task.errors[task.done + index] = rebuild_exception(envelope, where)
+        task.values.extend(values)
+        task.done += len(values)
+        settle(task.future, ChunkResult(task.values, task.errors, seconds))
+
+    def _on_item(self, worker: WorkerHandle, task: Task, payload: memoryview) -> None:
+        assert task.items is not None
+        where = f"{task.describe()} in worker {worker.pid}"
+        try:
+            ok, value = loads(payload)
+            if not ok:
+                task.errors[task.done] = rebuild_exception(value, where)
+                value = None
+        except Exception as exc:  # noqa: BLE001 - fails this item only
+            task.errors[task.done] = SerializationError(
+                f"the result of {where} could not be unpickled here: {type(exc).__name__}: {exc}"
+            )
+            value = None
+        task.values.append(value)
+        task.done += 1
+        task.attempts = 1  # the worker went straight on to the next item's first attempt
+        if task.options.timeout is not None:
+            worker.deadline = time.monotonic() + task.options.timeout
+        if task.done == len(task.items):
+            worker.task = None
+            seconds = time.monotonic() - worker.sent_at
+            self._after_task(worker)
+            settle(task.future, ChunkResult(task.values, task.errors, seconds))
+
+    # -- losing a worker ----------------------------------------------------------------------------
+
+    def _lost(self, task: Task, error: Callable[[int], BaseException], *, retryable: bool) -> None:
+        """The worker running ``task`` is gone: retry, re-send the rest of a chunk, or fail."""
+        if task.future.done():
+            return  # cancelled meanwhile
+        if task.items is not None and not task.stream and len(task.items) - task.done > 1:
+            # Which item was running is unknown: run the chunk again item by item to find out.
+            task.stream = True
+            task.attempts -= 1
+            self._requeued.appendleft(task)
+            return
+        if retryable and task.attempts <= task.options.retries:
+            self._requeued.appendleft(task)
+            return
+        failure = error(task.attempts)
+        if task.items is None:
+            settle(task.future, error=failure)
+            return
+        task.errors[task.done] = failure
+        task.values.append(None)
+        task.done += 1
+        task.attempts = 0
+        if task.done < len(task.items):
+            self._requeued.appendleft(task)
+        else:
+            settle(task.future, ChunkResult(task.values, task.errors, 0.0))
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         # A worker may send its last message and exit at once: read what it left before mourning it.
@@ -337,15 +443,18 @@ class Dispatcher:
         how = describe_exit(exitcode)
         if worker.task is not None:
             task, worker.task = worker.task, None
-            task.future.set_exception(
-                WorkerCrashed(
-                    f"worker {worker.pid} {how} while running {task.describe()}; "
+            what = task.describe()
+            self._lost(
+                task,
+                lambda attempts: WorkerCrashed(
+                    f"worker {worker.pid} {how} while running {what}{_tries(attempts)}; "
                     f"the pool replaces it and the other tasks are unaffected",
                     pid=worker.pid,
                     exitcode=exitcode,
-                )
+                ),
+                retryable=True,
             )
-        elif not worker.ready:
+        elif not worker.ready and worker.doomed is None and not worker.retiring:
             self._fail_one_for_boot(worker, how, exitcode)
 
     def _fail_one_for_boot(self, worker: WorkerHandle, how: str, exitcode: int | None) -> None:
@@ -369,28 +478,26 @@ class Dispatcher:
             exitcode=exitcode,
         )
         error.__cause__ = cause
-        task.future.set_exception(error)
+        settle(task.future, error=error)
 
     def _forget(self, worker: WorkerHandle) -> None:
         self._workers.pop(worker.pid, None)
         if worker in self._idle:
             self._idle.remove(worker)
-        worker.tasks.close()
-        if worker.results is not None:
-            worker.results.close()
-        worker.process.close()
+        worker.close()
 
     # -- the end ------------------------------------------------------------------------------------
 
     def _stop_workers(self) -> None:
         workers = list(self._workers.values())
         for worker in workers:
-            with contextlib.suppress(OSError):  # already gone
-                worker.tasks.send_bytes(wire.pack(wire.STOP))
+            if worker.doomed is None and not worker.retiring:
+                worker.retire()
         for worker in workers:
-            worker.process.join(STOP_GRACE)
+            worker.process.join(KILL_GRACE if worker.doomed else STOP_GRACE)
             if worker.process.exitcode is None:
-                log.warning("worker %d did not stop in %.0f s; killing it", worker.pid, STOP_GRACE)
+                if worker.doomed is None:
+                    log.warning("worker %d did not stop in %.0f s; killing it", worker.pid, STOP_GRACE)
                 worker.process.kill()
                 worker.process.join()
             self._forget(worker)
@@ -404,8 +511,7 @@ class Dispatcher:
         tasks += self._requeued
         tasks += [w.task for w in self._workers.values() if w.task is not None]
         for task in tasks:
-            if not task.future.done():
-                task.future.set_exception(error)
+            settle(task.future, error=error)
 
 
 def _has_message(conn: Connection) -> bool:
@@ -413,3 +519,20 @@ def _has_message(conn: Connection) -> bool:
         return conn.poll(0)
     except (EOFError, OSError):
         return False
+
+
+def _tries(attempts: int) -> str:
+    return f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+
+
+def _after_attempts(exc: BaseException, attempts: int) -> BaseException:
+    if attempts > 1 and sys.version_info >= (3, 11):
+        exc.add_note(f"gave up after {attempts} attempts")
+    return exc
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._errors import RemoteTraceback, SerializationError
 from ._protocol import ErrorEnvelope
 from ._serialize import loads
 
-__all__ = ["Future", "attach_traceback", "rebuild_exception"]
+__all__ = ["Future", "attach_traceback", "cancel_running", "rebuild_exception", "settle"]
 
 R = TypeVar("R")
 
@@ -26,7 +26,44 @@ class Future(concurrent.futures.Future[R]):
 
     ``result()`` re-raises the worker's exception with its own type and message; the worker's
     traceback is attached as ``__cause__`` (and as a note on Python 3.11+).
+
+    Unlike ``concurrent.futures``, ``cancel()`` also stops a task that is already running on a
+    process pool (its worker is terminated and replaced), and Ctrl-C while waiting in
+    ``result()`` cancels the pool's queued work and stops its running tasks before the
+    KeyboardInterrupt reaches the caller.
     """
+
+    # Set by a process pool when it accepts the task; None for the thread and sync backends.
+    _engine: _Engine | None = None
+    _task: object = None
+
+    def cancel(self) -> bool:
+        if super().cancel():
+            return True
+        engine = self._engine
+        if engine is None or not cancel_running(self):
+            return False
+        engine.stop(self._task)
+        return True
+
+    def result(self, timeout: float | None = None) -> R:
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    def _interrupted(self) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.interrupt()
 
     def __await__(self) -> Generator[Any, None, R]:
         import asyncio
@@ -36,6 +73,50 @@ class Future(concurrent.futures.Future[R]):
 
 
 Future.__module__ = "parallelize"
+
+
+class _Engine(Protocol):
+    def stop(self, task: Any, /) -> None: ...
+    def interrupt(self) -> None: ...
+
+
+def cancel_running(future: concurrent.futures.Future[Any]) -> bool:
+    """Cancel a future whose task is running, as ``cancel()`` does for a pending one.
+
+    ``concurrent.futures`` refuses to cancel a running future because its executors cannot stop
+    the work; ours can, so the future moves to the same final state a pending cancel reaches.
+    This touches the stdlib future's private state (unchanged from 3.8 to 3.13): the lock-held
+    state change and the notifications mirror ``cancel()`` followed by
+    ``set_running_or_notify_cancel()``.
+    """
+    with future._condition:
+        if future._state != _RUNNING:
+            return future._state in _CANCELLED_STATES
+        future._state = _CANCELLED_AND_NOTIFIED
+        for waiter in future._waiters:
+            waiter.add_cancelled(future)
+        future._condition.notify_all()
+    future._invoke_callbacks()  # type: ignore[attr-defined]
+    return True
+
+
+_RUNNING = "RUNNING"
+_CANCELLED_AND_NOTIFIED = "CANCELLED_AND_NOTIFIED"
+_CANCELLED_STATES = ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+
+
+def settle(
+    future: concurrent.futures.Future[Any], value: object = None, *, error: BaseException | None = None
+) -> None:
+    """Set a result or an exception, unless the future was cancelled meanwhile (a race we allow:
+    a running task can be cancelled while its answer is on the way)."""
+    try:
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def rebuild_exception(envelope: ErrorEnvelope, where: str) -> BaseException:

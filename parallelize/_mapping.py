@@ -2,7 +2,11 @@
 
 The input is consumed as the output is, with a bounded number of chunks in flight (a few per
 worker), so a generator of a million items is never held in memory, and leaving the loop early
-(break, ``close()``, garbage collection) cancels what was still queued.
+(break, ``close()``, garbage collection) cancels what was still queued or running.
+
+Every item has its own outcome. ``next()`` raises a failed item's exception at that item's
+position; a ``for`` loop stops there as usual, but the iterator is not finished: calling
+``next()`` again goes on with the following items (unlike a generator, which a raise ends).
 
 Without an explicit ``chunksize`` the chunk size adapts: the first chunks hold one item each, so
 the first results come back at once; after that each chunk is sized to take about
@@ -12,6 +16,7 @@ round trip for tiny items without starving workers when items are slow.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -20,7 +25,7 @@ from typing import Any
 from ._backends import Backend, submit_chunk
 from ._futures import Future
 from ._serialize import FunctionHandle
-from ._task import ChunkResult
+from ._task import NO_OPTIONS, ChunkResult, TaskOptions
 
 TARGET_SECONDS = 0.01
 MAX_CHUNK = 4096
@@ -31,8 +36,8 @@ class ChunkSizer:
     """Chooses the next chunk size from the measured time per item."""
 
     def __init__(self, fixed: int | None) -> None:
-        if fixed is not None and fixed < 1:
-            raise ValueError(f"chunksize must be at least 1, got {fixed}")
+        if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 1):
+            raise ValueError(f"chunksize must be a positive int, got {fixed!r}")
         self._fixed = fixed
         self._items = 0
         self._seconds = 0.0
@@ -52,44 +57,103 @@ class ChunkSizer:
         self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
 
 
+class MapIterator(Iterator[Any]):
+    """The iterator ``map`` returns: results in input order, one outcome per item."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        handle: FunctionHandle,
+        arguments: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        options: TaskOptions,
+    ) -> None:
+        self._sizer = ChunkSizer(chunksize)
+        self._backend = backend
+        self._handle = handle
+        self._options = options
+        self._arguments: Iterator[tuple[Any, ...]] | None = arguments
+        self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
+        self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
+        self._ready: deque[tuple[Any, BaseException | None]] = deque()
+        self._source_error: BaseException | None = None
+
+    def __iter__(self) -> MapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        while not self._ready:
+            if not self._in_flight:
+                self._refill()
+                if not self._in_flight:
+                    return self._end()
+            future, _ = self._in_flight.popleft()
+            try:
+                chunk = future.result()
+            except KeyboardInterrupt:
+                self.close()
+                raise
+            except BaseException:
+                # The whole chunk failed (its arguments could not be pickled or unpickled): its
+                # exception is raised once, in place of its items.
+                self._refill()
+                raise
+            self._sizer.observe(len(chunk.values), chunk.seconds)
+            self._refill()
+            self._ready.extend((value, chunk.errors.get(index)) for index, value in enumerate(chunk.values))
+        value, error = self._ready.popleft()
+        if error is not None:
+            raise error
+        return value
+
+    def _end(self) -> Any:
+        error, self._source_error = self._source_error, None
+        self._arguments = None
+        if error is not None:
+            raise error
+        raise StopIteration
+
+    def _refill(self) -> None:
+        while (
+            self._arguments is not None and self._source_error is None and len(self._in_flight) < self._limit
+        ):
+            try:
+                items = list(itertools.islice(self._arguments, self._sizer.next_size()))
+            except Exception as exc:  # noqa: BLE001 - raised at its position, after earlier results
+                self._source_error = exc
+                return
+            if not items:
+                self._arguments = None
+                return
+            try:
+                future = submit_chunk(self._backend, self._handle, items, self._options)
+            except Exception as exc:  # noqa: BLE001 - e.g. SerializationError: raised in its place
+                future = Future()
+                future.set_exception(exc)
+            self._in_flight.append((future, len(items)))
+
+    def close(self) -> None:
+        """Stop: cancel the chunks still queued or running, and read no more input."""
+        in_flight, self._in_flight = self._in_flight, deque()
+        self._arguments = None
+        self._ready.clear()
+        for future, _ in in_flight:
+            future.cancel()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # never raise from a finaliser (e.g. at interpreter exit)
+            self.close()
+
+
 def map_items(
     backend: Backend,
     handle: FunctionHandle,
     arguments: Iterator[tuple[Any, ...]],
     chunksize: int | None = None,
-) -> Iterator[Any]:
+    options: TaskOptions = NO_OPTIONS,
+) -> MapIterator:
     """Yield ``handle``'s result for each argument tuple, in order."""
-    sizer = ChunkSizer(chunksize)
-    limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
-    in_flight: deque[Future[ChunkResult]] = deque()
-    source_error: BaseException | None = None
-
-    def refill() -> None:
-        nonlocal source_error
-        while source_error is None and len(in_flight) < limit:
-            try:
-                items = list(itertools.islice(arguments, sizer.next_size()))
-            except Exception as exc:  # noqa: BLE001 - raised at its position, after earlier results
-                source_error = exc
-                return
-            if not items:
-                return
-            in_flight.append(submit_chunk(backend, handle, items))
-
-    try:
-        refill()
-        while in_flight:
-            chunk = in_flight.popleft().result()
-            sizer.observe(len(chunk.values) + (chunk.error is not None), chunk.seconds)
-            refill()
-            yield from chunk.values
-            if chunk.error is not None:
-                raise chunk.error
-        if source_error is not None:
-            raise source_error
-    finally:
-        for future in in_flight:
-            future.cancel()
+    return MapIterator(backend, handle, arguments, chunksize, options)
 
 
 def zip_arguments(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:

@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _config
-from ._backends import submit_call
+from ._backends import encode, submit_call
 from ._dispatcher import Dispatcher
 from ._errors import PoolClosed
 from ._futures import Future
 from ._mapping import map_items, zip_arguments
-from ._serialize import dumps, encode_call, encode_chunk, handle_for
-from ._task import Task
+from ._serialize import dumps, handle_for
+from ._task import Task, check_timeout, options_of
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; typing_extensions is slow to import
@@ -60,8 +60,12 @@ class Pool:
 
     ``workers`` defaults to the CPUs this process may use and ``start_method`` to the configured
     one (forkserver on Linux, spawn elsewhere). ``initializer(*initargs)`` runs once in each worker
-    before its first task. Use it as a context manager, or call ``shutdown()``; pools still open
-    when the interpreter exits are shut down then, after their submitted work is done.
+    before its first task. ``max_tasks_per_worker`` and ``max_memory_per_worker`` (bytes, or a
+    string such as "2GB") replace a worker before it grows without bound; a worker over its memory
+    limit while a task runs is stopped, and the task fails with WorkerCrashed.
+
+    Use it as a context manager, or call ``shutdown()``; pools still open when the interpreter
+    exits are shut down then, after their submitted work is done.
     """
 
     def __init__(
@@ -71,8 +75,18 @@ class Pool:
         start_method: str | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        max_tasks_per_worker: int | None = None,
+        max_memory_per_worker: int | str | None = None,
     ) -> None:
         settings = _config.settings()
+        if max_tasks_per_worker is not None:
+            _config.check_workers(max_tasks_per_worker, "max_tasks_per_worker")
+        self._max_tasks = max_tasks_per_worker or settings.max_tasks_per_worker
+        self._max_memory = (
+            settings.max_memory_per_worker
+            if max_memory_per_worker is None
+            else _config.parse_memory(max_memory_per_worker)
+        )
         self._workers = settings.workers if workers is None else _config.check_workers(workers)
         self._start_method = _config.check_start_method(start_method or settings.start_method)
         self._initializer: bytes | None = None
@@ -104,27 +118,66 @@ class Pool:
         dispatcher = self._dispatcher
         return [] if dispatcher is None else dispatcher.pids()
 
+    # The timeout= forms come first: a call that passes timeout= means ours (see the docstring).
+    @overload
+    def submit(
+        self, fn: ParallelFunction[..., R], /, *args: Any, timeout: float | None, **kwargs: Any
+    ) -> Future[R]: ...
+    @overload
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, timeout: float | None, **kwargs: Any
+    ) -> Future[R]: ...
     @overload
     def submit(self, fn: ParallelFunction[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
     @overload
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
-    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
-        """Run ``fn(*args, **kwargs)`` in a worker. Arguments are pickled here and now."""
-        return submit_call(self, handle_for(fn), args, kwargs)
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in a worker. Arguments are pickled here and now.
+
+        The keyword ``timeout=`` is this method's own (seconds of running time, after which the
+        worker is stopped and the future raises TaskTimeout); to pass an argument named
+        ``timeout`` to ``fn``, bind it with ``functools.partial``. A ``@parallel`` function
+        brings its own ``timeout``, ``retries`` and ``retry_on``.
+        """
+        options = options_of(fn)
+        if "timeout" in kwargs:
+            options = options._replace(timeout=check_timeout(kwargs.pop("timeout")))
+        return submit_call(self, handle_for(fn), args, kwargs, options)
 
     @overload
     def map(
-        self, fn: ParallelFunction[..., R], /, *iterables: Iterable[Any], chunksize: int | None = None
+        self,
+        fn: ParallelFunction[..., R],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R]: ...
     @overload
     def map(
-        self, fn: Callable[..., R], /, *iterables: Iterable[Any], chunksize: int | None = None
+        self,
+        fn: Callable[..., R],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[R]: ...
     def map(
-        self, fn: Callable[..., Any], /, *iterables: Iterable[Any], chunksize: int | None = None
+        self,
+        fn: Callable[..., Any],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[Any]:
-        """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically."""
-        return map_items(self, handle_for(fn), zip_arguments(iterables), chunksize)
+        """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically.
+
+        ``timeout`` bounds each item's running time, even inside a chunk.
+        """
+        options = options_of(fn)
+        if timeout is not None:
+            options = options._replace(timeout=check_timeout(timeout))
+        return map_items(self, handle_for(fn), zip_arguments(iterables), chunksize, options)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting work; finish what was submitted (or cancel what has not started).
@@ -154,13 +207,13 @@ class Pool:
     # -- the backend seam (see _backends.Backend) ------------------------------------------------------
 
     def _encode(self, task: Task) -> None:
-        if task.items is None:
-            task.payload = encode_call(task.function, task.args, task.kwargs)
-        else:
-            task.payload = encode_chunk(task.function, task.items)
+        encode(task)
 
     def _enqueue(self, task: Task) -> None:
         dispatcher = self._dispatcher or self._start()
+        # The future can now stop its task when cancelled while running, or on Ctrl-C.
+        task.future._engine = dispatcher.inbox
+        task.future._task = task
         dispatcher.inbox.put(task)
 
     def _capacity(self) -> int:
@@ -187,6 +240,8 @@ class Pool:
                     self._initializer,
                     name="parallelize-dispatcher",
                     on_exit=self._on_dispatcher_exit,
+                    max_tasks_per_worker=self._max_tasks,
+                    max_memory_per_worker=self._max_memory,
                 )
                 dispatcher.start()
                 self._dispatcher = dispatcher

@@ -4,12 +4,16 @@ Each worker has two one-way pipes of its own, both owned by the parent, so the p
 which task each worker holds (a shared queue cannot say, and that is why one crash breaks
 ``ProcessPoolExecutor`` for good)::
 
-    dispatcher --[RUN / RUN_MANY / DEFINE / STOP]--> worker
-    dispatcher <--[READY / RESULT / ERROR / INIT_FAILED]-- worker
+    dispatcher --[RUN / RUN_MANY / RUN_EACH / DEFINE / STOP]--> worker
+    dispatcher <--[READY / RESULT / ERROR / ITEM / INIT_FAILED]-- worker
 
-A message is one ``Connection.send_bytes`` frame: a fixed header (kind, task id) and a payload.
-Payloads are pickles made by ``_serialize``; arguments are pickled in the caller's thread, so the
-dispatcher only prepends a header and never runs user code.
+A message is one ``Connection.send_bytes`` frame: a fixed header (kind, task id, attempt) and a
+payload. Payloads are pickles made by ``_serialize``; arguments are pickled in the caller's thread,
+so the dispatcher only prepends a header and never runs user code.
+
+A map chunk travels as RUN_MANY (one RESULT for the whole chunk: cheap) or, when each item needs
+its own deadline or the chunk must be re-run to find the item that killed its worker, as RUN_EACH
+(one ITEM message per item, so the dispatcher always knows which item is running).
 
 Imported by every worker: standard library only.
 """
@@ -19,8 +23,9 @@ from __future__ import annotations
 import struct
 
 # parent -> worker
-RUN = 1  # payload: pickle of (function key, args, kwargs)
-RUN_MANY = 2  # payload: pickle of (function key, [args, ...]): one chunk of a map
+RUN = 1  # payload: pickle of (function key, args, kwargs, retries, retry_on)
+RUN_MANY = 2  # payload: pickle of (function key, [args, ...], retries, retry_on): one chunk of a map
+RUN_EACH = 5  # as RUN_MANY, but the worker reports each item as it finishes (ITEM messages)
 DEFINE = 3  # payload: pickle of (function key, pickled function): sent once per worker and function
 STOP = 4  # no payload: finish and exit
 
@@ -29,22 +34,29 @@ READY = 10  # booted and the initializer ran; payload empty
 RESULT = 11  # payload: pickled value (for RUN_MANY a ChunkOutcome)
 ERROR = 12  # payload: pickled ErrorEnvelope
 INIT_FAILED = 13  # payload: pickled ErrorEnvelope of the initializer's exception
+ITEM = 14  # payload: pickled ItemOutcome, one per item of a RUN_EACH chunk, in order
 
-_HEADER = struct.Struct("<BQ")
+# kind, task id, attempt (1 for the first run; the worker retries `retry_on` errors within the
+# budget that is left, so a task's attempts are counted across crashes and exceptions alike)
+_HEADER = struct.Struct("<BQH")
 HEADER_SIZE = _HEADER.size
 
 # An error crosses as a plain tuple so that a broken exception cannot break the message itself:
 # (pickled exception or None, "module.TypeName", str(exception), formatted traceback)
 ErrorEnvelope = tuple[bytes | None, str, str, str]
 
-# A map chunk comes back as (values, error for the first failing item or None, seconds spent).
-ChunkOutcome = tuple[list[object], ErrorEnvelope | None, float]
+# A RUN_MANY chunk comes back as (values, {index: error}, seconds spent); a failed item's value
+# is None. Items after a failed one still run: each item has its own outcome.
+ChunkOutcome = tuple[list[object], dict[int, ErrorEnvelope], float]
+
+# One RUN_EACH item: (True, value) or (False, ErrorEnvelope).
+ItemOutcome = tuple[bool, object]
 
 
-def pack(kind: int, task_id: int = 0, payload: bytes = b"") -> bytes:
-    return _HEADER.pack(kind, task_id) + payload
+def pack(kind: int, task_id: int = 0, payload: bytes = b"", attempt: int = 1) -> bytes:
+    return _HEADER.pack(kind, task_id, attempt) + payload
 
 
-def unpack(message: bytes) -> tuple[int, int, memoryview]:
-    kind, task_id = _HEADER.unpack_from(message)
-    return kind, task_id, memoryview(message)[HEADER_SIZE:]
+def unpack(message: bytes) -> tuple[int, int, int, memoryview]:
+    kind, task_id, attempt = _HEADER.unpack_from(message)
+    return kind, task_id, attempt, memoryview(message)[HEADER_SIZE:]

@@ -161,17 +161,28 @@ def handle_for(function: Callable[..., Any]) -> FunctionHandle:
     return handle
 
 
-def encode_call(handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def encode_call(
+    handle: FunctionHandle,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> bytes:
     """Pickle one call; on failure, name the argument that cannot be pickled."""
     try:
-        return dumps((handle.key, args, kwargs))
+        return dumps((handle.key, args, kwargs, retries, retry_on))
     except Exception as exc:
         raise _argument_error(handle, args, kwargs, exc) from exc
 
 
-def encode_chunk(handle: FunctionHandle, items: list[tuple[Any, ...]]) -> bytes:
+def encode_chunk(
+    handle: FunctionHandle,
+    items: list[tuple[Any, ...]],
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> bytes:
     try:
-        return dumps((handle.key, items))
+        return dumps((handle.key, items, retries, retry_on))
     except Exception as exc:
         for args in items:
             _check_arguments(handle, args, {}, exc)

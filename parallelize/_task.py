@@ -1,15 +1,16 @@
 """One unit of work as the engine sees it, whatever the backend.
 
-A Task is made in the caller's thread by the backend's ``encode`` (which pickles it when the backend
-crosses a process boundary) and carried to a worker by the backend's ``enqueue``. The future it
-fills is made by the public layer, so a throttle or a retry can hold a task without the engine's
-help.
+A Task is made in the caller's thread by the backend's ``_encode`` (which pickles it when the
+backend crosses a process boundary) and carried to a worker by the backend's ``_enqueue``. The
+future it fills is made by the public layer, so a throttle can hold a task without the engine's
+help. A map chunk is one Task whose items may be settled in several runs: after a timeout or a
+crash, the dispatcher re-sends only the items not yet settled.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._futures import Future
 from ._serialize import FunctionHandle
@@ -17,10 +18,35 @@ from ._serialize import FunctionHandle
 _ids = itertools.count(1)
 
 
+class TaskOptions(NamedTuple):
+    """What a caller may ask of one call (or of each item of a map)."""
+
+    timeout: float | None = None  # seconds of running time; queueing does not count
+    retries: int = 0  # extra attempts after WorkerCrashed, TaskTimeout or a retry_on exception
+    retry_on: tuple[type[BaseException], ...] = ()
+
+
+NO_OPTIONS = TaskOptions()
+
+
 class Task:
     # A plain class rather than a dataclass: dataclasses imports inspect, which costs more start-up
     # time than this whole package.
-    __slots__ = ("args", "function", "future", "id", "items", "kwargs", "payload")
+    __slots__ = (
+        "args",
+        "attempts",
+        "done",
+        "errors",
+        "function",
+        "future",
+        "id",
+        "items",
+        "kwargs",
+        "options",
+        "payload",
+        "stream",
+        "values",
+    )
 
     def __init__(
         self,
@@ -29,31 +55,72 @@ class Task:
         kwargs: dict[str, Any],
         future: Future[Any],
         items: list[tuple[Any, ...]] | None = None,
+        options: TaskOptions = NO_OPTIONS,
     ) -> None:
         self.function = function
         self.args = args
         self.kwargs = kwargs
         self.future = future
-        # Set for one chunk of a map: the argument tuples of its items (``args`` is then empty).
-        self.items = items
+        self.options = options
         # The pickled call, for backends that cross a process boundary.
         self.payload: bytes | None = None
         self.id = next(_ids)
+        self.attempts = 0  # runs started (the dispatcher counts them)
+        # A map chunk: the argument tuples of its items (``args`` is then empty), and what is
+        # settled so far: ``done`` items, their values, and the errors of the ones that failed.
+        self.items = items
+        self.done = 0
+        self.stream = False  # send as RUN_EACH: set for per-item deadlines and after a crash
+        self.values: list[Any] = []
+        self.errors: dict[int, BaseException] = {}
 
     def describe(self) -> str:
-        """How error messages name this task: 'mod.f(3)' or 'a chunk of 40 items of mod.f'."""
+        """How error messages name this task: 'mod.f(3)', or one item of a map."""
         if self.items is not None:
+            if self.done < len(self.items):
+                return self.function.describe(self.items[self.done])
             return f"a chunk of {len(self.items)} items of {self.function.label}"
         return self.function.describe(self.args, self.kwargs)
 
 
 class ChunkResult:
-    """What one chunk of a map resolves to: the values of its leading items that succeeded, then the
-    exception of the first item that failed (its later items were not run)."""
+    """What one chunk of a map resolves to: a value for every item, except where ``errors`` holds
+    that item's exception (its value is then None)."""
 
-    __slots__ = ("error", "seconds", "values")
+    __slots__ = ("errors", "seconds", "values")
 
-    def __init__(self, values: list[Any], error: BaseException | None, seconds: float) -> None:
+    def __init__(self, values: list[Any], errors: dict[int, BaseException], seconds: float) -> None:
         self.values = values
-        self.error = error
+        self.errors = errors
         self.seconds = seconds
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    return float(timeout)
+
+
+def make_options(
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+) -> TaskOptions:
+    """Validate what a decorator or a call asks for, once, at decoration or call time."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+    kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise TypeError(f"retry_on takes exception classes, got {kind!r}")
+    return TaskOptions(check_timeout(timeout), retries, kinds)
+
+
+def options_of(function: object) -> TaskOptions:
+    """The task options a ``@parallel`` or ``@in_process`` function carries (none for others)."""
+    if getattr(type(function), "_parallelize_proxy", False):
+        options: TaskOptions = getattr(function, "_self_task_options", NO_OPTIONS)
+        return options
+    return NO_OPTIONS

@@ -52,11 +52,13 @@ def run(tasks: Connection, results: Connection, initializer: bytes | None) -> No
             message = tasks.recv_bytes()
         except (EOFError, OSError):
             return
-        kind, task_id, payload = wire.unpack(message)
+        kind, task_id, attempt, payload = wire.unpack(message)
         if kind == wire.RUN:
-            send(_run_call(task_id, payload, functions))
+            send(_run_call(task_id, attempt, payload, functions))
         elif kind == wire.RUN_MANY:
-            send(_run_chunk(task_id, payload, functions))
+            send(_run_chunk(task_id, attempt, payload, functions))
+        elif kind == wire.RUN_EACH:
+            _run_each(task_id, attempt, payload, functions, send)
         elif kind == wire.DEFINE:
             _define(payload, functions)
         elif kind == wire.STOP:
@@ -97,65 +99,118 @@ def _label(key: FunctionKey, function: object) -> str:
     return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
 
 
+def _attempt(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attempt: int,
+    retries: int,
+    retry_on: tuple[type[BaseException], ...],
+) -> tuple[bool, Any, int]:
+    """Call ``function``, re-running it here on a ``retry_on`` error while the budget lasts.
+
+    Returns (succeeded, value or exception, attempts made in all). The budget is shared with the
+    dispatcher's retries after crashes and timeouts: ``attempt`` says how many runs came before.
+    """
+    while True:
+        try:
+            return True, function(*args, **kwargs), attempt
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: the task failed, the worker did not
+            if attempt <= retries and retry_on and isinstance(exc, retry_on):
+                attempt += 1
+                continue
+            return False, exc, attempt
+
+
 def _run_call(
-    task_id: int, payload: memoryview, functions: dict[FunctionKey, Callable[..., Any] | BaseException]
+    task_id: int,
+    attempt: int,
+    payload: memoryview,
+    functions: dict[FunctionKey, Callable[..., Any] | BaseException],
 ) -> bytes:
     try:
-        key, args, kwargs = loads(payload)
+        key, args, kwargs, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this task only
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))))
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt)
+    ok, value, attempt = _attempt(function, args, kwargs, attempt, retries, retry_on)
+    if not ok:
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(value)), attempt)
     try:
-        value = function(*args, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit too: the task failed, the worker did not
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(exc)))
-    try:
-        return wire.pack(wire.RESULT, task_id, dumps(value))
+        return wire.pack(wire.RESULT, task_id, dumps(value), attempt)
     except Exception as exc:  # noqa: BLE001 - an unpicklable result fails its own future only
-        error = SerializationError(
-            f"the result of {_label(key, function)} ({type_name(value)}) could not be pickled in "
-            f"worker {os.getpid()}: {type(exc).__name__}: {exc}"
-        )
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(error)))
+        error = _unpicklable_result(key, function, value, exc)
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(error)), attempt)
 
 
 def _run_chunk(
-    task_id: int, payload: memoryview, functions: dict[FunctionKey, Callable[..., Any] | BaseException]
+    task_id: int,
+    attempt: int,
+    payload: memoryview,
+    functions: dict[FunctionKey, Callable[..., Any] | BaseException],
 ) -> bytes:
     started = time.perf_counter()
     try:
-        key, items = loads(payload)
+        key, items, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))))
+        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt)
     values: list[object] = []
-    error: wire.ErrorEnvelope | None = None
-    for args in items:
-        try:
-            values.append(function(*args))
-        except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
-            error = _envelope(exc)
-            break
+    errors: dict[int, wire.ErrorEnvelope] = {}
+    for index, args in enumerate(items):
+        ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
+        if ok:
+            values.append(value)
+        else:
+            values.append(None)
+            errors[index] = _envelope(value)
     try:
-        data = dumps((values, error, time.perf_counter() - started))
-    except Exception:  # noqa: BLE001 - find the first value that cannot be pickled and stop there
-        data = dumps(_truncate_unpicklable(values, error, started, _label(key, function)))
-    return wire.pack(wire.RESULT, task_id, data)
+        data = dumps((values, errors, time.perf_counter() - started))
+    except Exception:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
+        for index, value in enumerate(values):
+            try:
+                dumps(value)
+            except Exception as exc:  # noqa: BLE001 - this is a culprit
+                values[index] = None
+                errors[index] = _envelope(_unpicklable_result(key, function, value, exc))
+        data = dumps((values, errors, time.perf_counter() - started))
+    return wire.pack(wire.RESULT, task_id, data, attempt)
 
 
-def _truncate_unpicklable(
-    values: list[object], error: wire.ErrorEnvelope | None, started: float, label: str
-) -> wire.ChunkOutcome:
-    for index, value in enumerate(values):
-        try:
-            dumps(value)
-        except Exception as exc:  # noqa: BLE001 - this is the culprit
-            culprit = SerializationError(
-                f"a result of {label} ({type_name(value)}) could not be pickled in worker "
-                f"{os.getpid()}: {type(exc).__name__}: {exc}"
-            )
-            return values[:index], _envelope(culprit), time.perf_counter() - started
-    return values, error, time.perf_counter() - started
+def _run_each(
+    task_id: int,
+    attempt: int,
+    payload: memoryview,
+    functions: dict[FunctionKey, Callable[..., Any] | BaseException],
+    send: Callable[[bytes], None],
+) -> None:
+    """A chunk whose every item is reported as it finishes, so the parent can time each one."""
+    try:
+        key, items, retries, retry_on = loads(payload)
+        function = _lookup(key, functions)
+    except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
+        send(wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt))
+        return
+    for index, args in enumerate(items):
+        ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
+        data = None
+        if ok:
+            try:
+                data = dumps((True, value))
+            except Exception as exc:  # noqa: BLE001 - fails this item only
+                value = _unpicklable_result(key, function, value, exc)
+        if data is None:
+            data = dumps((False, _envelope(value)))
+        send(wire.pack(wire.ITEM, task_id, data))
+
+
+def _unpicklable_result(
+    key: FunctionKey, function: object, value: object, exc: Exception
+) -> SerializationError:
+    return SerializationError(
+        f"the result of {_label(key, function)} ({type_name(value)}) could not be pickled in "
+        f"worker {os.getpid()}: {type(exc).__name__}: {exc}"
+    )
 
 
 def _unpickling_error(exc: BaseException) -> BaseException:

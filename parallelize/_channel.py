@@ -1,0 +1,141 @@
+"""One worker as the parent sees it: its process, its two pipes, and what it is doing.
+
+Only the dispatcher thread touches a WorkerHandle. A worker is in one of these states::
+
+    booting --READY--> idle <--result-- busy
+                        |                |
+                        +--STOP----------+--timeout / cancel / memory--> doomed (terminated)
+                        v
+                     retiring (max tasks or memory reached between tasks)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+from . import _protocol as wire
+from . import _worker
+from ._serialize import dumps
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+# How long a terminated worker (SIGTERM) gets before it is killed (SIGKILL).
+KILL_GRACE = 1.0
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class WorkerHandle:
+    __slots__ = (
+        "deadline",
+        "defined",
+        "doomed",
+        "index",
+        "kill_at",
+        "pid",
+        "process",
+        "ready",
+        "results",
+        "retiring",
+        "sent_at",
+        "task",
+        "tasks",
+        "tasks_run",
+    )
+
+    def __init__(self, index: int, process: BaseProcess, tasks: Connection, results: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.pid: int = process.pid or 0  # kept: the process object is closed once reaped
+        self.tasks = tasks  # parent -> worker
+        self.results: Connection | None = results  # worker -> parent; None once it reads EOF
+        self.task: Task | None = None
+        self.ready = False
+        self.defined: set[object] = set()  # keys of by-value functions this worker has
+        self.deadline: float | None = None  # when the running task (or item) times out
+        self.sent_at = 0.0  # when the running task was sent
+        self.tasks_run = 0
+        self.retiring = False  # told to STOP between tasks; will exit on its own
+        self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
+        self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
+
+
+    @property
+    def available(self) -> bool:
+        return self.ready and self.task is None and not self.retiring and self.doomed is None
+
+    def send(self, task: Task, kind: int, payload: bytes) -> None:
+        """Send ``task`` (and its function first, if this worker has not got it yet)."""
+        handle = task.function
+        if handle.definition is not None and handle.key not in self.defined:
+            self.tasks.send_bytes(wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition))))
+            self.defined.add(handle.key)
+        task.attempts += 1
+        self.tasks.send_bytes(wire.pack(kind, task.id, payload, task.attempts))
+        self.task = task
+        self.tasks_run += 1
+        self.sent_at = time.monotonic()
+        timeout = task.options.timeout
+        self.deadline = None if timeout is None else self.sent_at + timeout
+
+    def retire(self) -> None:
+        """Ask an idle worker to exit after its current work; a replacement starts on demand."""
+        self.retiring = True
+        with contextlib.suppress(OSError):  # already gone: its sentinel will say so
+            self.tasks.send_bytes(wire.pack(wire.STOP))
+
+    def doom(self, reason: str) -> None:
+        """Terminate now (SIGTERM), and SIGKILL after KILL_GRACE if it is still there."""
+        if self.doomed is None:
+            self.doomed = reason
+            self.kill_at = time.monotonic() + KILL_GRACE
+            self.deadline = None
+            if self.process.exitcode is None:
+                self.process.terminate()
+
+    def escalate(self) -> None:
+        self.kill_at = None
+        if self.process.exitcode is None:
+            self.process.kill()
+
+    def resident_bytes(self) -> int | None:
+        """Resident memory of the worker, from /proc (Linux); None where it cannot be read."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        self.tasks.close()
+        if self.results is not None:
+            self.results.close()
+        self.process.close()
+
+
+def start_worker(context: BaseContext, index: int, initializer: bytes | None) -> WorkerHandle:
+    task_reader, task_writer = context.Pipe(duplex=False)
+    result_reader, result_writer = context.Pipe(duplex=False)
+    process = context.Process(  # type: ignore[attr-defined]
+        target=_worker.run,
+        args=(task_reader, result_writer, initializer),
+        name=f"parallelize-worker-{index}",
+    )
+    try:
+        process.start()
+    except BaseException:
+        task_writer.close()
+        result_reader.close()
+        raise
+    finally:
+        # The worker has its own copies now (or never will): ours would hide its exit.
+        task_reader.close()
+        result_writer.close()
+    return WorkerHandle(index, process, task_writer, result_reader)

@@ -1,0 +1,97 @@
+"""The Inbox: everything other threads say to a pool's dispatcher.
+
+Callers never touch workers. They leave requests here and poke a wake-up pipe that the dispatcher
+waits on beside its workers' pipes, so one ``wait()`` hears both and nothing polls:
+
+* ``put``: a new task, already pickled;
+* ``stop``: a running task whose future was cancelled (its worker must go);
+* ``interrupt``: Ctrl-C in a caller waiting on this pool (cancel everything, stop everything);
+* ``close``: shutdown, optionally cancelling what waits and stopping what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ._errors import PoolClosed
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tasks: deque[Task] = deque()  # guarded by lock
+        self.stops: list[Task] = []  # guarded by lock: running tasks to stop
+        self.stop_all = False  # guarded by lock: stop every running task (Ctrl-C, cancel_pending)
+        self.closing = False  # guarded by lock
+        self._poked = False  # guarded by lock: a wake-up byte is already in the pipe
+        self._pipe_open = True  # guarded by lock: False once the dispatcher has gone
+        self.wake_reader, self._wake_writer = os.pipe()
+        os.set_blocking(self._wake_writer, False)
+
+    def put(self, task: Task) -> None:
+        with self.lock:
+            if self.closing:
+                raise PoolClosed(f"the pool is shut down, so {task.describe()} was not submitted")
+            self.tasks.append(task)
+            self._poke_locked()
+
+    def stop(self, task: Task) -> None:
+        with self.lock:
+            self.stops.append(task)
+            self._poke_locked()
+
+    def interrupt(self) -> None:
+        """Cancel every queued task and stop every running one; the pool stays open."""
+        self._cancel_queued(stop_running=True, closing=False)
+
+    def close(self, cancel_pending: bool) -> None:
+        if cancel_pending:
+            self._cancel_queued(stop_running=True, closing=True)
+        else:
+            with self.lock:
+                self.closing = True
+                self._poke_locked()
+
+    def _cancel_queued(self, *, stop_running: bool, closing: bool) -> None:
+        with self.lock:
+            self.closing = self.closing or closing
+            cancelled = list(self.tasks)
+            self.tasks.clear()
+            self.stop_all = self.stop_all or stop_running
+            self._poke_locked()
+        for task in cancelled:
+            task.future.cancel()
+
+    def take_stops(self) -> tuple[list[Task], bool]:
+        with self.lock:
+            stops, self.stops = self.stops, []
+            stop_all, self.stop_all = self.stop_all, False
+        return stops, stop_all
+
+    def _poke_locked(self) -> None:
+        if not self._poked and self._pipe_open:
+            self._poked = True
+            with contextlib.suppress(BlockingIOError):  # the pipe is full of wake-ups already
+                os.write(self._wake_writer, b"\0")
+
+    def drain(self) -> None:
+        with self.lock:
+            self._poked = False
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_reader, 4096)
+
+    def close_pipe(self) -> None:
+        with self.lock:
+            if not self._pipe_open:
+                return
+            self._pipe_open = False
+            self.closing = True
+        os.close(self.wake_reader)
+        os.close(self._wake_writer)
