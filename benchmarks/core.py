@@ -76,7 +76,7 @@ def import_time(snippet: str) -> float:
 
 def first_result(which: str) -> float:
     body = FIRST_RESULT[which].format(method=START_METHOD)
-    code = f"import time\nstart = time.perf_counter()\nfrom _tasks import noop\nif __name__ == '__main__':\n"
+    code = "import time\nstart = time.perf_counter()\nfrom _tasks import noop\nif __name__ == '__main__':\n"
     code += "".join(f"    {line}\n" for line in body.splitlines())
     return _python(code)
 
@@ -126,7 +126,8 @@ def main() -> None:
         return statistics.median(values) * 1000
 
     print(
-        f"python {sys.version.split()[0]}, start method {START_METHOD}, 2 workers, {args.rounds} rounds, medians"
+        f"python {sys.version.split()[0]}, start method {START_METHOD}, 2 workers, "
+        f"{args.rounds} rounds, medians"
     )
     print(f"{'':34} {'parallelize':>14} {'ProcessPoolExecutor':>20} {'ratio':>7}")
     ours_import = med(imports["parallelize"])
