@@ -98,20 +98,17 @@ class Inbox:
 class WorkerHandle:
     """The parent's side of one worker: its process, its two pipes, and the task it holds."""
 
-    __slots__ = ("defined", "index", "process", "ready", "results", "task", "tasks")
+    __slots__ = ("defined", "index", "pid", "process", "ready", "results", "task", "tasks")
 
     def __init__(self, index: int, process: BaseProcess, tasks: Connection, results: Connection) -> None:
         self.index = index
         self.process = process
+        self.pid: int = process.pid or 0  # kept: the process object is closed once reaped
         self.tasks = tasks  # parent -> worker
         self.results: Connection | None = results  # worker -> parent; None once it reads EOF
         self.task: Task | None = None
         self.ready = False
         self.defined: set[object] = set()  # keys of by-value functions this worker has
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid or 0
 
 
 class Dispatcher:
