@@ -67,14 +67,15 @@ def map_items(
     def refill() -> None:
         nonlocal source_error
         while source_error is None and len(in_flight) < limit:
+            items: list[tuple[Any, ...]] = []
             try:
-                items = list(itertools.islice(arguments, sizer.next_size()))
+                items.extend(itertools.islice(arguments, sizer.next_size()))
             except Exception as exc:  # noqa: BLE001 - raised at its position, after earlier results
                 source_error = exc
+            if items:
+                in_flight.append(submit_chunk(backend, handle, items))
+            if not items or source_error is not None:
                 return
-            if not items:
-                return
-            in_flight.append(submit_chunk(backend, handle, items))
 
     try:
         refill()
