@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing.process
 import os
+import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -89,6 +91,8 @@ class Inbox:
 
     def close_pipe(self) -> None:
         with self.lock:
+            if not self._pipe_open:
+                return
             self._pipe_open = False
             self.closing = True
         os.close(self.wake_reader)
@@ -152,6 +156,8 @@ class Dispatcher:
             worker.tasks.close()
             if worker.results is not None:
                 worker.results.close()
+            # multiprocessing would try to join them at exit: "can only join a child process".
+            multiprocessing.process._children.discard(worker.process)  # type: ignore[attr-defined]
 
     # -- the thread ---------------------------------------------------------------------------------
 
@@ -268,7 +274,8 @@ class Dispatcher:
             name=f"parallelize-worker-{self._started}",
         )
         try:
-            process.start()
+            with _main_file_hidden_if_unreal():
+                process.start()
         except BaseException:
             task_writer.close()
             result_reader.close()
@@ -403,6 +410,28 @@ class Dispatcher:
         for task in tasks:
             if not task.future.done():
                 task.future.set_exception(error)
+
+
+@contextlib.contextmanager
+def _main_file_hidden_if_unreal() -> Iterator[None]:
+    """Keep multiprocessing from re-running a main "script" that is not a file.
+
+    spawn and forkserver make each worker run the parent's ``__main__.__file__`` again; for a
+    script read from standard input that is "<stdin>", which fails with FileNotFoundError in every
+    worker. Without the attribute they skip the step, and what the script defines travels by
+    value instead. Only the dispatcher thread starts workers, so the attribute is restored before
+    anything else of ours looks at it.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or os.path.exists(path) or getattr(main, "__spec__", None):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _has_message(conn: Connection) -> bool:
