@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -65,7 +67,6 @@ class WorkerHandle:
         self.retiring = False  # told to STOP between tasks; will exit on its own
         self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
         self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
-
 
     @property
     def available(self) -> bool:
@@ -129,7 +130,8 @@ def start_worker(context: BaseContext, index: int, initializer: bytes | None) ->
         name=f"parallelize-worker-{index}",
     )
     try:
-        process.start()
+        with _main_file_hidden_if_unreal():
+            process.start()
     except BaseException:
         task_writer.close()
         result_reader.close()
@@ -139,3 +141,25 @@ def start_worker(context: BaseContext, index: int, initializer: bytes | None) ->
         task_reader.close()
         result_writer.close()
     return WorkerHandle(index, process, task_writer, result_reader)
+
+
+@contextlib.contextmanager
+def _main_file_hidden_if_unreal() -> Iterator[None]:
+    """Keep multiprocessing from re-running a main "script" that is not a file.
+
+    spawn and forkserver make each worker run the parent's ``__main__.__file__`` again; for a
+    script read from standard input that is "<stdin>", which fails with FileNotFoundError in every
+    worker. Without the attribute they skip the step, and what the script defines travels by
+    value instead. Only the dispatcher thread starts workers, so the attribute is restored before
+    anything else of ours looks at it.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or os.path.exists(path) or getattr(main, "__spec__", None):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path

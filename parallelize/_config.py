@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._backends import Backend, SyncBackend, ThreadBackend
@@ -95,15 +96,25 @@ def settings() -> Settings:
     if workers is None:
         raw = os.environ.get(ENV_WORKERS, "").strip()
         workers = _parse_workers(raw) if raw else available_cpus()
-    start_method = overrides.get("start_method") or os.environ.get(ENV_START_METHOD, "").strip()
-    backend = overrides.get("backend") or os.environ.get(ENV_BACKEND, "").strip()
+    start_method = overrides.get("start_method") or _from_env(ENV_START_METHOD, check_start_method)
+    backend = overrides.get("backend") or _from_env(ENV_BACKEND, check_backend)
     return Settings(
         workers=int(workers),  # type: ignore[call-overload]
-        start_method=check_start_method(str(start_method)) if start_method else default_start_method(),
-        backend=check_backend(str(backend)) if backend else "process",
+        start_method=str(start_method) if start_method else default_start_method(),
+        backend=str(backend) if backend else "process",
         max_tasks_per_worker=overrides.get("max_tasks_per_worker"),  # type: ignore[arg-type]
         max_memory_per_worker=overrides.get("max_memory_per_worker"),  # type: ignore[arg-type]
     )
+
+
+def _from_env(name: str, check: Callable[[str], str]) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return check(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not valid: {exc}") from None
 
 
 def default_backend() -> Backend:

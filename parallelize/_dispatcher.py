@@ -27,6 +27,7 @@ feeds, reaps and stops workers; callers touch nothing but the Inbox.
 from __future__ import annotations
 
 import logging
+import multiprocessing.process
 import sys
 import threading
 import time
@@ -105,6 +106,8 @@ class Dispatcher:
             worker.tasks.close()
             if worker.results is not None:
                 worker.results.close()
+            # multiprocessing would try to join them at exit: "can only join a child process".
+            multiprocessing.process._children.discard(worker.process)  # type: ignore[attr-defined]
 
     # -- the thread ---------------------------------------------------------------------------------
 

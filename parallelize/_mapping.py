@@ -117,13 +117,14 @@ class MapIterator(Iterator[Any]):
         while (
             self._arguments is not None and self._source_error is None and len(self._in_flight) < self._limit
         ):
+            items: list[tuple[Any, ...]] = []
             try:
-                items = list(itertools.islice(self._arguments, self._sizer.next_size()))
+                items.extend(itertools.islice(self._arguments, self._sizer.next_size()))
             except Exception as exc:  # noqa: BLE001 - raised at its position, after earlier results
                 self._source_error = exc
-                return
             if not items:
-                self._arguments = None
+                if self._source_error is None:
+                    self._arguments = None
                 return
             try:
                 future = submit_chunk(self._backend, self._handle, items, self._options)
@@ -131,6 +132,8 @@ class MapIterator(Iterator[Any]):
                 future = Future()
                 future.set_exception(exc)
             self._in_flight.append((future, len(items)))
+            if self._source_error is not None:
+                return
 
     def close(self) -> None:
         """Stop: cancel the chunks still queued or running, and read no more input."""

@@ -12,9 +12,12 @@ Nothing starts until the first task: no thread, no pipe, no process. The engine 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import enum
+import logging
 import multiprocessing
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from ._decorators import ParallelFunction
 
 __all__ = ["Pool", "PoolState"]
+
+log = logging.getLogger("parallelize")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -304,8 +309,34 @@ def shutdown_all(wait: bool = True) -> None:
 
 
 def _after_fork_in_child() -> None:
+    if _live_pools:
+        _forget_parent_forkserver()
     for pool in list(_live_pools):
-        pool._after_fork_in_child()
+        try:
+            pool._after_fork_in_child()
+        except Exception:  # one pool's trouble must not leave the others shared
+            log.exception("could not reset a pool after fork")
+
+
+def _forget_parent_forkserver() -> None:
+    """In a forked child, make multiprocessing start a forkserver of its own when asked.
+
+    The child inherits the parent's forkserver state, but that server is not the child's child:
+    multiprocessing then fails with ECHILD on the first start. Closing our copy of its "alive"
+    pipe also lets the parent's server exit when the parent is done with it.
+    """
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    if server is None or getattr(server, "_forkserver_pid", None) is None:
+        return
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+    server._forkserver_alive_fd = None
+    server._forkserver_pid = None
+    server._forkserver_address = None
+    server._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

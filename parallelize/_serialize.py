@@ -17,11 +17,14 @@ refuses (lambdas, local classes). Workers import this module, so cloudpickle is 
 
 from __future__ import annotations
 
+import functools
 import importlib
+import io
 import itertools
 import os
 import pickle
 import reprlib
+import sys
 import threading
 import types
 import weakref
@@ -43,11 +46,98 @@ _short.maxother = 40
 def dumps(obj: object) -> bytes:
     """Pickle with the fast C pickler, falling back to cloudpickle for what it refuses."""
     try:
-        return pickle.dumps(obj, PROTOCOL)
+        data = pickle.dumps(obj, PROTOCOL)
     except Exception:  # noqa: BLE001 - any refusal is retried by value; cloudpickle re-raises if hopeless
-        import cloudpickle
+        return dumps_by_value(obj)
+    if b"__main__" in data:
+        # Something of the main script went by name (or the data merely says "__main__"): make
+        # sure workers will have it, or send it by value. The search is a memchr: cheap.
+        buffer = io.BytesIO()
+        try:
+            _MainAwarePickler(buffer, PROTOCOL).dump(obj)
+        except Exception:  # noqa: BLE001 - _SendByValue, or anything else cloudpickle may handle
+            return dumps_by_value(obj)
+        data = buffer.getvalue()
+    return data
 
-        return cloudpickle.dumps(obj, PROTOCOL)
+
+# -- what lives in __main__ ---------------------------------------------------------------------
+#
+# A worker started by spawn or forkserver runs the parent's main script again (as __mp_main__), so
+# what the script defines at its top level exists there too and travels by reference, keeping one
+# identity: a class sent by name is the worker's own class, and a function shares its module's
+# globals with the rest of the script (an initializer that sets a global is seen by the tasks).
+# Everything else of __main__ (what a notebook cell, `python -c` or stdin defines, or the script
+# defines under `if __name__ == "__main__":`) does not exist in the worker and travels by value.
+
+
+class _SendByValue(Exception):
+    """Raised inside the fast pickler to hand the whole object over to cloudpickle."""
+
+
+def main_defines(qualname: str) -> bool:
+    """True if the main script defines ``qualname`` at its top level (so workers have it)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or "<" in qualname or not os.path.exists(path):
+        return False
+    return qualname.split(".", maxsplit=1)[0] in _top_level_names(str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _top_level_names(path: str) -> frozenset[str]:
+    import ast  # only when something of __main__ is pickled
+
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return frozenset(node.name for node in tree.body if isinstance(node, kinds))
+
+
+class _MainAwarePickler(pickle.Pickler):
+    """Pickles classes and functions of __main__ by name only if workers will have them."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if (
+            isinstance(obj, type | types.FunctionType)
+            and obj.__module__ == "__main__"
+            and not main_defines(obj.__qualname__)
+        ):
+            raise _SendByValue
+        return NotImplemented
+
+
+def dumps_by_value(obj: object) -> bytes:
+    """Pickle with cloudpickle, which sends functions and classes of ``__main__`` by value.
+
+    cloudpickle takes our decorated-function proxies for plain functions (a wrapt proxy forwards
+    ``__class__``) and would send the bare function; the pickler below asks the proxy first, so a
+    decorated function used inside another one arrives decorated.
+    """
+    buffer = io.BytesIO()
+    _by_value_pickler()(buffer, PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _by_value_pickler() -> type[Any]:
+    import cloudpickle
+
+    class Pickler(cloudpickle.Pickler):
+        def reducer_override(self, obj: object) -> Any:
+            if is_proxy(obj):
+                return obj.__reduce_ex__(PROTOCOL)
+            if (
+                isinstance(obj, type | types.FunctionType)
+                and obj.__module__ == "__main__"
+                and main_defines(obj.__qualname__)
+            ):
+                return (resolve, ("__main__", obj.__qualname__))
+            return super().reducer_override(obj)
+
+    return Pickler
 
 
 def loads(data: bytes | memoryview) -> Any:
@@ -98,7 +188,7 @@ class FunctionHandle:
         else:
             self.key = ("val", next(self._numbers))
             try:
-                self.definition = dumps(function)
+                self.definition = dumps_by_value(function)
             except Exception as exc:
                 raise SerializationError(
                     f"{self.label} cannot be sent to a worker: it is neither importable by name nor "
@@ -122,7 +212,9 @@ def reference_of(function: object) -> tuple[str, str, str] | None:
 def _reference(function: object, module: str, qualname: str) -> tuple[str, str, str] | None:
     if not isinstance(function, types.FunctionType | types.BuiltinFunctionType):
         return None
-    if module == "__main__" or "<locals>" in qualname or "<lambda>" in qualname:
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        return None
+    if module == "__main__" and not main_defines(qualname):
         return None
     try:
         found = resolve(module, qualname)

@@ -95,7 +95,9 @@ def _no_leaks() -> Iterator[None]:
         left = child_pids() - infrastructure_pids()
         return not left
 
-    wait_until(clean, LEAK_DEADLINE, f"child processes to exit (left: {child_pids() - infrastructure_pids()})")
+    wait_until(
+        clean, LEAK_DEADLINE, f"child processes to exit (left: {child_pids() - infrastructure_pids()})"
+    )
 
     def no_threads() -> bool:
         return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
