@@ -37,7 +37,7 @@ class ChunkSizer:
 
     def __init__(self, fixed: int | None) -> None:
         if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 1):
-            raise ValueError(f"chunksize must be a positive int, got {fixed!r}")
+            raise ValueError(f"chunksize must be at least 1 (an int), got {fixed!r}")
         self._fixed = fixed
         self._items = 0
         self._seconds = 0.0
