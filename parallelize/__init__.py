@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         WorkerCrashed,
     )
     from ._futures import Future
+    from ._mapping import MapIterator
     from ._pool import Pool, PoolState
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "InProcessFunction",
     # futures and pools
     "Future",
+    "MapIterator",
     "Pool",
     "PoolState",
     # configuration
@@ -62,6 +64,7 @@ _HOME = {
     "ParallelFunction": "_decorators",
     "InProcessFunction": "_decorators",
     "Future": "_futures",
+    "MapIterator": "_mapping",
     "Pool": "_pool",
     "PoolState": "_pool",
     "configure": "_config",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
@@ -23,7 +23,7 @@ import wrapt
 from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
 from ._futures import Future
-from ._mapping import map_items, zip_arguments
+from ._mapping import MapIterator, map_items, zip_arguments
 from ._serialize import FunctionHandle, handle_for, reference_of
 from ._task import NO_OPTIONS, TaskOptions, check_timeout, make_options
 
@@ -157,7 +157,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def map(
         self: _Call2[A1, A2, R2],
@@ -167,7 +167,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def map(
         self: _Call3[A1, A2, A3, R2],
@@ -178,7 +178,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def map(
         self: _Call4[A1, A2, A3, A4, R2],
@@ -190,7 +190,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def map(
         self: _Call5[A1, A2, A3, A4, A5, R2],
@@ -203,10 +203,10 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     def map(
         self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """Results in input order, like ``builtins.map``; lazy and chunked automatically.
 
         ``timeout`` (default: the decorator's) bounds each item's running time, even inside a
@@ -228,7 +228,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def starmap(
         self: _Call2[A1, A2, R2],
@@ -237,7 +237,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def starmap(
         self: _Call3[A1, A2, A3, R2],
@@ -246,7 +246,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def starmap(
         self: _Call4[A1, A2, A3, A4, R2],
@@ -255,7 +255,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     @overload
     def starmap(
         self: _Call5[A1, A2, A3, A4, A5, R2],
@@ -264,7 +264,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R2]: ...
+    ) -> MapIterator[R2]: ...
     def starmap(
         self,
         iterable: Iterable[Iterable[Any]],
@@ -272,7 +272,7 @@ class ParallelFunction(_Decorated[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """Like ``itertools.starmap``: each item is a tuple of arguments."""
         arguments = (tuple(item) for item in iterable)
         return map_items(

@@ -128,8 +128,8 @@ def rebuild_exception(envelope: ErrorEnvelope, where: str) -> BaseException:
     """
     data, type_name, message, traceback_text = envelope
     exc: BaseException | None = None
-    problem = "could not be pickled in the worker"
-    if data is not None:
+    problem = data if isinstance(data, str) else ""
+    if isinstance(data, bytes):
         try:
             exc = loads(data)
         except Exception as error:  # noqa: BLE001 - any failure gets the stand-in below

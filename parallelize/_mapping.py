@@ -20,12 +20,14 @@ import contextlib
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._backends import Backend, submit_chunk
 from ._futures import Future
 from ._serialize import FunctionHandle
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
+
+R = TypeVar("R")
 
 TARGET_SECONDS = 0.01
 MAX_CHUNK = 4096
@@ -57,8 +59,11 @@ class ChunkSizer:
         self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
 
 
-class MapIterator(Iterator[Any]):
-    """The iterator ``map`` returns: results in input order, one outcome per item."""
+class MapIterator(Iterator[R], Generic[R]):
+    """The iterator ``map`` returns: results in input order, one outcome per item.
+
+    ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
+    """
 
     def __init__(
         self,
@@ -78,10 +83,10 @@ class MapIterator(Iterator[Any]):
         self._ready: deque[tuple[Any, BaseException | None]] = deque()
         self._source_error: BaseException | None = None
 
-    def __iter__(self) -> MapIterator:
+    def __iter__(self) -> MapIterator[R]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> R:
         while not self._ready:
             if not self._in_flight:
                 self._refill()
@@ -104,9 +109,9 @@ class MapIterator(Iterator[Any]):
         value, error = self._ready.popleft()
         if error is not None:
             raise error
-        return value
+        return value  # type: ignore[no-any-return]
 
-    def _end(self) -> Any:
+    def _end(self) -> R:
         error, self._source_error = self._source_error, None
         self._arguments = None
         if error is not None:
@@ -154,7 +159,7 @@ def map_items(
     arguments: Iterator[tuple[Any, ...]],
     chunksize: int | None = None,
     options: TaskOptions = NO_OPTIONS,
-) -> MapIterator:
+) -> MapIterator[Any]:
     """Yield ``handle``'s result for each argument tuple, in order."""
     return MapIterator(backend, handle, arguments, chunksize, options)
 
@@ -163,3 +168,6 @@ def zip_arguments(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, .
     if not iterables:
         raise TypeError("map() needs at least one iterable")
     return zip(*iterables, strict=False)  # like builtins.map: stop at the shortest
+
+
+MapIterator.__module__ = "parallelize"

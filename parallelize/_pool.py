@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _config
@@ -28,7 +28,7 @@ from ._backends import encode, submit_call
 from ._dispatcher import Dispatcher
 from ._errors import PoolClosed
 from ._futures import Future
-from ._mapping import map_items, zip_arguments
+from ._mapping import MapIterator, map_items, zip_arguments
 from ._serialize import dumps, handle_for
 from ._task import Task, check_timeout, options_of
 
@@ -157,7 +157,7 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R]: ...
+    ) -> MapIterator[R]: ...
     @overload
     def map(
         self,
@@ -166,7 +166,7 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[R]: ...
+    ) -> MapIterator[R]: ...
     def map(
         self,
         fn: Callable[..., Any],
@@ -174,7 +174,7 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[Any]:
+    ) -> MapIterator[Any]:
         """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically.
 
         ``timeout`` bounds each item's running time, even inside a chunk.
@@ -290,7 +290,7 @@ def _register_exit_hook() -> None:
 
 
 def _preload_in_forkserver(context: Any) -> None:
-    """Have the forkserver import our worker module once, so each forked worker starts with it.
+    """Have the forkserver import our modules once, so each forked worker starts with them.
 
     Adds to whatever preload list is set (multiprocessing's default is ``["__main__"]``); it takes
     effect only if the forkserver has not started yet, and does no harm otherwise.
@@ -298,8 +298,14 @@ def _preload_in_forkserver(context: Any) -> None:
     from multiprocessing import forkserver
 
     current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
-    if "parallelize._worker" not in current:
-        context.set_forkserver_preload([*current, "parallelize._worker"])
+    wanted = ["parallelize._worker"]
+    # A program that uses the decorators sends functions from modules that import them, and with
+    # them wrapt (which imports asyncio): import that once here, not in every new worker.
+    if "parallelize._decorators" in sys.modules:
+        wanted.append("parallelize._decorators")
+    missing = [name for name in wanted if name not in current]
+    if missing:
+        context.set_forkserver_preload([*current, *missing])
 
 
 def shutdown_all(wait: bool = True) -> None:

@@ -42,8 +42,8 @@ _HEADER = struct.Struct("<BQH")
 HEADER_SIZE = _HEADER.size
 
 # An error crosses as a plain tuple so that a broken exception cannot break the message itself:
-# (pickled exception or None, "module.TypeName", str(exception), formatted traceback)
-ErrorEnvelope = tuple[bytes | None, str, str, str]
+# (pickled exception, or why it could not be sent; "module.TypeName"; str(exception); traceback)
+ErrorEnvelope = tuple[bytes | str, str, str, str]
 
 # A RUN_MANY chunk comes back as (values, {index: error}, seconds spent); a failed item's value
 # is None. Items after a failed one still run: each item has its own outcome.

@@ -230,12 +230,20 @@ def _envelope(exc: BaseException) -> wire.ErrorEnvelope:
         message = str(exc)
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the error
         message = "<unprintable>"
-    data: bytes | None
+    data: bytes | str
     try:
         data = dumps(exc)
+    except Exception as error:  # noqa: BLE001 - the parent builds a stand-in from the other fields
+        return (
+            f"could not be pickled in the worker ({type(error).__name__}: {error})",
+            type_name(exc),
+            message,
+            text,
+        )
+    try:
         loads(data)  # an exception that pickles but cannot be rebuilt would fail in the parent
-    except Exception:  # noqa: BLE001 - the parent builds a stand-in from the other fields
-        data = None
+    except Exception as error:  # noqa: BLE001 - as above
+        data = f"could not be rebuilt from its pickle ({type(error).__name__}: {error})"
     return data, type_name(exc), message, text
 
 

@@ -394,7 +394,7 @@ def test_leaving_a_map_early_stops_its_running_chunks(leave: str, tmp_path: Path
         assert len(pids) == 2
         if leave == "close":
             # map() is typed as returning an Iterator, which has no close(); the object has one.
-            it.close()  # type: ignore[attr-defined]
+            it.close()
         else:
             del it
             gc.collect()

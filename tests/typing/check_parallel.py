@@ -15,7 +15,7 @@ from typing import TypeVar
 from typing_extensions import assert_type
 
 import parallelize
-from parallelize import Future, ParallelFunction, Pool, parallel
+from parallelize import Future, MapIterator, ParallelFunction, Pool, parallel
 
 T = TypeVar("T")
 
@@ -115,14 +115,14 @@ def futures_are_concurrent_futures() -> None:
 
 
 def one_iterable_map() -> None:
-    assert_type(crunch.map([1, 2, 3]), Iterator[float])
-    assert_type(crunch.map(range(10), chunksize=4), Iterator[float])
-    assert_type(crunch.map(n for n in range(3)), Iterator[float])
-    assert_type(fetch.map(["a", "b"]), Iterator[bytes])
-    assert_type(defaulted.map([1, 2]), Iterator[int])  # y keeps its default
-    assert_type(scaled.map([1, 2]), Iterator[float])  # factor keeps its default
+    assert_type(crunch.map([1, 2, 3]), MapIterator[float])
+    assert_type(crunch.map(range(10), chunksize=4), MapIterator[float])
+    assert_type(crunch.map(n for n in range(3)), MapIterator[float])
+    assert_type(fetch.map(["a", "b"]), MapIterator[bytes])
+    assert_type(defaulted.map([1, 2]), MapIterator[int])  # y keeps its default
+    assert_type(scaled.map([1, 2]), MapIterator[float])  # factor keeps its default
     bools = [True, False]
-    assert_type(crunch.map(bools), Iterator[float])  # bool is an int
+    assert_type(crunch.map(bools), MapIterator[float])  # bool is an int
     for value in crunch.map([1, 2]):
         assert_type(value, float)
     total: float = sum(crunch.map([1, 2]))
@@ -130,21 +130,21 @@ def one_iterable_map() -> None:
 
 
 def several_iterable_map() -> None:
-    assert_type(add.map([1, 2], [3, 4]), Iterator[int])
-    assert_type(add.map(range(3), (4, 5, 6), chunksize=2), Iterator[int])
-    assert_type(defaulted.map([1, 2], [3, 4]), Iterator[int])
-    assert_type(label.map(["a", "b"], [1, 2], ["-", "+"]), Iterator[str])
-    assert_type(total.map([1], [2], [3], [4], [5]), Iterator[int])
+    assert_type(add.map([1, 2], [3, 4]), MapIterator[int])
+    assert_type(add.map(range(3), (4, 5, 6), chunksize=2), MapIterator[int])
+    assert_type(defaulted.map([1, 2], [3, 4]), MapIterator[int])
+    assert_type(label.map(["a", "b"], [1, 2], ["-", "+"]), MapIterator[str])
+    assert_type(total.map([1], [2], [3], [4], [5]), MapIterator[int])
     # Not promised: .map/.starmap of a *generic* function (like `same`) infers Never and rejects
     # every iterable, because mypy cannot keep a generic callable inside an instance type; calls
     # of it are fine (see calls_return_futures).
 
 
 def starmap_takes_tuples() -> None:
-    assert_type(crunch.starmap([(1,), (2,)]), Iterator[float])
-    assert_type(add.starmap([(1, 2), (3, 4)]), Iterator[int])
-    assert_type(add.starmap(zip(range(3), range(3), strict=True), chunksize=8), Iterator[int])
-    assert_type(label.starmap([("a", 1, "-")]), Iterator[str])
+    assert_type(crunch.starmap([(1,), (2,)]), MapIterator[float])
+    assert_type(add.starmap([(1, 2), (3, 4)]), MapIterator[int])
+    assert_type(add.starmap(zip(range(3), range(3), strict=True), chunksize=8), MapIterator[int])
+    assert_type(label.starmap([("a", 1, "-")]), MapIterator[str])
 
 
 def wrapped_keeps_the_signature() -> None:
@@ -174,7 +174,7 @@ def pool_option() -> None:
         typed: ParallelFunction[[int], str] = on_pool
         print(typed)
         assert_type(on_pool(1), Future[str])
-        assert_type(on_pool.map([1, 2]), Iterator[str])
+        assert_type(on_pool.map([1, 2]), MapIterator[str])
 
 
 def decorating_lambdas_and_closures() -> None:
@@ -184,7 +184,7 @@ def decorating_lambdas_and_closures() -> None:
         return x + offset
 
     assert_type(parallel(shifted)(1), Future[int])
-    assert_type(parallel(workers=2)(shifted).map([1]), Iterator[int])
+    assert_type(parallel(workers=2)(shifted).map([1]), MapIterator[int])
 
 
 async def awaiting_a_call() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from typing_extensions import assert_type
 
-from parallelize import Future, Pool, PoolState, in_process, parallel
+from parallelize import Future, MapIterator, Pool, PoolState, in_process, parallel
 
 
 def square(x: int) -> int:
@@ -86,11 +86,11 @@ async def awaiting_a_pool_future() -> None:
 
 def mapping() -> None:
     with Pool(2) as pool:
-        assert_type(pool.map(square, [1, 2]), Iterator[int])
-        assert_type(pool.map(square, range(3), chunksize=2), Iterator[int])
-        assert_type(pool.map(power, [1, 2], [3, 4]), Iterator[float])
-        assert_type(pool.map(str.upper, ["a"]), Iterator[str])
-        assert_type(pool.map(decorated, [1, 2]), Iterator[int])
+        assert_type(pool.map(square, [1, 2]), MapIterator[int])
+        assert_type(pool.map(square, range(3), chunksize=2), MapIterator[int])
+        assert_type(pool.map(power, [1, 2], [3, 4]), MapIterator[float])
+        assert_type(pool.map(str.upper, ["a"]), MapIterator[str])
+        assert_type(pool.map(decorated, [1, 2]), MapIterator[int])
         for value in pool.map(square, [1]):
             assert_type(value, int)
 
