@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
 from . import _protocol as wire
@@ -48,10 +48,14 @@ from ._errors import (
 )
 from ._futures import cancel_running, rebuild_exception, settle
 from ._inbox import Inbox
+from ._poller import Poller
 from ._serialize import encode_chunk, loads
 from ._task import ChunkResult, Task
 
 log = logging.getLogger("parallelize")
+
+# What a readable descriptor means to the dispatcher.
+_WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
 
 # How long a worker told to stop at shutdown may take before it is killed.
 STOP_GRACE = 5.0
@@ -85,6 +89,8 @@ class Dispatcher:
         self._started = 0
         self._init_failure: bytes | None = None
         self._next_memory_check = 0.0
+        self._poller: Poller[tuple[str, WorkerHandle | None]] = Poller()
+        self._poller.add(self.inbox.wake_reader, (_WAKE, None))
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- called from other threads ------------------------------------------------------------------
@@ -129,32 +135,16 @@ class Dispatcher:
             self._dispatch()
             if self._finished():
                 return
-            for obj in wait(self._waitables(), self._timeout()):
-                if obj == self.inbox.wake_reader:
+            for what, worker in self._poller.wait(self._timeout()):
+                if worker is None:
                     self.inbox.drain()
-                elif isinstance(obj, Connection):
-                    worker = self._by_results(obj)
-                    if worker is not None:
-                        self._on_readable(worker)
+                elif self._workers.get(worker.pid) is not worker:
+                    continue  # reaped earlier in this same batch
+                elif what == _RESULTS:
+                    self._on_readable(worker)
                 else:
-                    worker = self._by_sentinel(obj)
-                    if worker is not None:
-                        self._on_exit(worker)
+                    self._on_exit(worker)
             self._on_timers()
-
-    def _waitables(self) -> list[Connection | int]:
-        objs: list[Connection | int] = [self.inbox.wake_reader]
-        for worker in self._workers.values():
-            if worker.results is not None:
-                objs.append(worker.results)
-            objs.append(worker.process.sentinel)
-        return objs
-
-    def _by_results(self, conn: Connection) -> WorkerHandle | None:
-        return next((w for w in self._workers.values() if w.results is conn), None)
-
-    def _by_sentinel(self, sentinel: object) -> WorkerHandle | None:
-        return next((w for w in self._workers.values() if w.process.sentinel == sentinel), None)
 
     def _finished(self) -> bool:
         with self.inbox.lock:
@@ -283,6 +273,9 @@ class Dispatcher:
         self._started += 1
         worker = start_worker(self._context, self._started, self._initializer)
         self._workers[worker.pid] = worker
+        assert worker.results is not None
+        self._poller.add(worker.results.fileno(), (_RESULTS, worker))
+        self._poller.add(worker.process.sentinel, (_EXIT, worker))
 
     def _cannot_start(self, exc: Exception) -> None:
         # A worker that cannot be started costs one queued task, never the pool.
@@ -327,6 +320,7 @@ class Dispatcher:
             message = worker.results.recv_bytes()
         except (EOFError, OSError):
             # The worker is exiting; its sentinel says when, and _on_exit does the rest.
+            self._poller.remove(worker.results.fileno())
             worker.results = None
             return
         kind, task_id, attempt, payload = wire.unpack(message)
@@ -485,6 +479,9 @@ class Dispatcher:
 
     def _forget(self, worker: WorkerHandle) -> None:
         self._workers.pop(worker.pid, None)
+        if worker.results is not None:
+            self._poller.remove(worker.results.fileno())
+        self._poller.remove(worker.process.sentinel)
         if worker in self._idle:
             self._idle.remove(worker)
         worker.close()
