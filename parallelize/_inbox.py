@@ -42,6 +42,11 @@ class Inbox:
             self.tasks.append(task)
             self._poke_locked()
 
+    def poke(self) -> None:
+        """Wake the dispatcher (it must look at something that did not come through here)."""
+        with self.lock:
+            self._poke_locked()
+
     def stop(self, task: Task) -> None:
         with self.lock:
             self.stops.append(task)

@@ -219,7 +219,8 @@ class Pool:
         # The future can now stop its task when cancelled while running, or on Ctrl-C.
         task.future._engine = dispatcher.inbox
         task.future._task = task
-        dispatcher.inbox.put(task)
+        if not dispatcher.send_now(task):
+            dispatcher.inbox.put(task)
 
     def _capacity(self) -> int:
         return self._workers
