@@ -25,23 +25,30 @@ START_METHODS = ["forkserver", "spawn"] if sys.platform.startswith("linux") else
 LEAK_DEADLINE = 10.0
 
 
-def child_pids() -> set[int]:
-    """Live (non-zombie... and zombie) children of this process, from /proc."""
-    me = os.getpid()
-    found = set()
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name is in parentheses and may hold spaces: split after the last ')'
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def all_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields) of every process on the machine."""
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name is in parentheses and may hold spaces: split after the last ')'
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == me:
-            found.add(int(entry))
-    return found
+        if entry.isdigit():
+            fields = proc_stat(entry)
+            if fields is not None:
+                yield int(entry), fields
+
+
+def child_pids() -> set[int]:
+    """Children of this process (zombies included), from /proc."""
+    me = os.getpid()
+    return {pid for pid, fields in all_processes() if int(fields[1]) == me}
 
 
 def infrastructure_pids() -> set[int]:
@@ -59,12 +66,8 @@ def infrastructure_pids() -> set[int]:
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def wait_until(predicate: object, timeout: float, what: str) -> None:
@@ -113,6 +116,13 @@ def start_method(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def pool(start_method: str) -> Iterator[parallelize.Pool]:
     with parallelize.Pool(2, start_method=start_method) as p:
+        yield p
+
+
+@pytest.fixture
+def pool1() -> Iterator[parallelize.Pool]:
+    """A one-worker pool on the default start method."""
+    with parallelize.Pool(1) as p:
         yield p
 
 

@@ -6,7 +6,7 @@ import concurrent.futures
 import pickle
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,12 +29,6 @@ from .conftest import pid_alive
 RESULT_TIMEOUT = 30
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def pool1() -> Iterator[Pool]:
-    with Pool(1) as pool:
-        yield pool
 
 
 # -- arguments -------------------------------------------------------------------------------------

@@ -23,12 +23,6 @@ RESULT_TIMEOUT = 30
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def pool1() -> Iterator[Pool]:
-    with Pool(1) as pool:
-        yield pool
-
-
 class Gate:
     """A task that blocks in a worker until the test opens the gate (always opened at teardown)."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pid_alive, wait_until
+from tests.conftest import all_processes, pid_alive, proc_stat, wait_until
 
 PROMPT = 2.0  # seconds: the promise for exiting after the signal and for processes to be gone
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,29 +93,13 @@ SCRIPT = textwrap.dedent(
 
 def session_members(sid: int) -> list[int]:
     """Live processes (zombies aside) of session ``sid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
+    return [pid for pid, fields in all_processes() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def main_thread_blocked(pid: int) -> bool:
     """True while the process's main thread sleeps (it waits on a lock, not running Python)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] == "S"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] == "S"
 
 
 class Script:

@@ -26,7 +26,7 @@ import parallelize
 from parallelize import Pool, PoolClosed, PoolState, WorkerCrashed, _config
 
 from . import lifecycle_tasks, workers
-from .conftest import child_pids, infrastructure_pids, pid_alive, wait_until
+from .conftest import child_pids, infrastructure_pids, pid_alive, proc_stat, wait_until
 
 RESULT_TIMEOUT = 30
 # "A script exits promptly": generous, since a loaded 2-core machine starts Pythons slowly.
@@ -43,12 +43,8 @@ def _parallelize_threads() -> list[threading.Thread]:
 
 def _state_of(pid: int) -> str | None:
     """The one-letter state of ``pid`` from /proc ('Z' for a zombie), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2]
+    fields = proc_stat(pid)
+    return None if fields is None else fields[0]
 
 
 def _open_fds() -> int:
