@@ -395,15 +395,17 @@ class Dispatcher:
     def _resolve(
         self, task: Task, kind: int, attempt: int, payload: memoryview, worker: WorkerHandle
     ) -> None:
-        where = f"{task.describe()} in worker {worker.pid}"
+        # Error paths only: describing a call (a repr of its arguments) is not free.
         try:
             if kind == wire.ERROR:
+                where = f"{task.describe()} in worker {worker.pid}"
                 settle(task.future, error=_after_attempts(rebuild_exception(loads(payload), where), attempt))
                 return
             value = loads(payload)
         except Exception as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
             error = SerializationError(
-                f"the result of {where} could not be unpickled here: {type(exc).__name__}: {exc}"
+                f"the result of {task.describe()} in worker {worker.pid} could not be unpickled here: "
+                f"{type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
             settle(task.future, error=error)
@@ -413,22 +415,23 @@ class Dispatcher:
             return
         values, envelopes, seconds = value
         for index, envelope in envelopes.items():
-            task.errors[task.done + index] = rebuild_exception(envelope, where)
+            call = task.function.describe(task.items[task.done + index])
+            task.errors[task.done + index] = rebuild_exception(envelope, f"{call} in worker {worker.pid}")
         task.values.extend(values)
         task.done += len(values)
         settle(task.future, ChunkResult(task.values, task.errors, seconds))
 
     def _on_item(self, worker: WorkerHandle, task: Task, payload: memoryview) -> None:
         assert task.items is not None
-        where = f"{task.describe()} in worker {worker.pid}"
         try:
             ok, value = loads(payload)
             if not ok:
-                task.errors[task.done] = rebuild_exception(value, where)
+                task.errors[task.done] = rebuild_exception(value, f"{task.describe()} in worker {worker.pid}")
                 value = None
         except Exception as exc:  # noqa: BLE001 - fails this item only
             task.errors[task.done] = SerializationError(
-                f"the result of {where} could not be unpickled here: {type(exc).__name__}: {exc}"
+                f"the result of {task.describe()} in worker {worker.pid} could not be unpickled here: "
+                f"{type(exc).__name__}: {exc}"
             )
             value = None
         task.values.append(value)

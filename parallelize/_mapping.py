@@ -80,14 +80,29 @@ class MapIterator(Iterator[R], Generic[R]):
         self._arguments: Iterator[tuple[Any, ...]] | None = arguments
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
-        self._ready: deque[tuple[Any, BaseException | None]] = deque()
+        # The chunk being handed out: its values, the errors of its failed items, the next index.
+        self._values: list[Any] = []
+        self._errors: dict[int, BaseException] = {}
+        self._position = 0
         self._source_error: BaseException | None = None
 
     def __iter__(self) -> MapIterator[R]:
         return self
 
     def __next__(self) -> R:
-        while not self._ready:
+        # The hot path of a map over tiny items: one index check per item.
+        position = self._position
+        if position < len(self._values):
+            self._position = position + 1
+            if self._errors:
+                error = self._errors.pop(position, None)
+                if error is not None:
+                    raise error
+            return self._values[position]  # type: ignore[no-any-return]
+        return self._next_chunk()
+
+    def _next_chunk(self) -> R:
+        while True:
             if not self._in_flight:
                 self._refill()
                 if not self._in_flight:
@@ -105,11 +120,9 @@ class MapIterator(Iterator[R], Generic[R]):
                 raise
             self._sizer.observe(len(chunk.values), chunk.seconds)
             self._refill()
-            self._ready.extend((value, chunk.errors.get(index)) for index, value in enumerate(chunk.values))
-        value, error = self._ready.popleft()
-        if error is not None:
-            raise error
-        return value  # type: ignore[no-any-return]
+            if chunk.values:
+                self._values, self._errors, self._position = chunk.values, dict(chunk.errors), 0
+                return self.__next__()
 
     def _end(self) -> R:
         error, self._source_error = self._source_error, None
@@ -144,7 +157,7 @@ class MapIterator(Iterator[R], Generic[R]):
         """Stop: cancel the chunks still queued or running, and read no more input."""
         in_flight, self._in_flight = self._in_flight, deque()
         self._arguments = None
-        self._ready.clear()
+        self._values, self._errors, self._position = [], {}, 0
         for future, _ in in_flight:
             future.cancel()
 
