@@ -1,0 +1,93 @@
+"""The benchmark runner keeps working: a smoke run in a fresh interpreter prints its report.
+
+Nothing here looks at the figures (the machine is shared and noisy); only at the runner: it runs,
+prints the header and a Markdown table with a value for every pool it could measure, and says
+"n/a" for a peer that cannot be imported instead of crashing. CI installs only the dev extra, so
+this must hold without loky, pebble, mpire or numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+ROUND_TRIP = "warm round trip, `submit(noop, x).result()`"
+
+
+def run_benchmarks(*args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra_path), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, str(RUNNER), *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env,
+        check=False,
+    )
+
+
+def table_row(output: str, starts_with: str) -> dict[str, str]:
+    """The cells of the table row whose label starts with ``starts_with``, by column title."""
+    lines = output.splitlines()
+    head = next(line for line in lines if line.startswith("| row "))
+    row = next(line for line in lines if line.startswith(f"| {starts_with}"))
+    titles = [cell.strip() for cell in head.strip("|").split("|")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert len(titles) == len(cells), row
+    return dict(zip(titles, cells, strict=True))
+
+
+@pytest.mark.timeout(120)
+def test_smoke_run_prints_a_table_with_n_a_for_a_missing_peer(tmp_path: Path) -> None:
+    # A "loky" that fails to import shadows any installed one: the runner must report it n/a.
+    (tmp_path / "loky").mkdir()
+    (tmp_path / "loky" / "__init__.py").write_text('raise ImportError("hidden by test_benchmarks")\n')
+
+    done = run_benchmarks(
+        "--smoke",
+        "--rows",
+        "roundtrip",
+        "--pools",
+        "parallelize,ProcessPoolExecutor,loky",
+        extra_path=tmp_path,
+    )
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"- command: `{sys.executable}" in out
+    assert f"Python {sys.version.split()[0]}" in out
+    default_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    assert f"parallelize: {default_method}" in out
+    cells = table_row(out, ROUND_TRIP)
+    assert set(cells) == {
+        "row",
+        "parallelize",
+        "ProcessPoolExecutor",
+        "loky",
+        "best peer",
+        "parallelize / best peer",
+    }
+    assert float(cells["parallelize"].replace(",", "")) > 0
+    assert float(cells["ProcessPoolExecutor"].replace(",", "")) > 0
+    assert cells["loky"] == "n/a"
+    assert cells["best peer"] == "ProcessPoolExecutor"
+    assert "n/a: loky: not installed (hidden by test_benchmarks)" in out
+    decorated = table_row(out, "warm round trip, `@parallel(pool=p)`")
+    assert float(decorated["parallelize"].replace(",", "")) > 0
+    assert decorated["ProcessPoolExecutor"] == "-"
+
+
+@pytest.mark.timeout(30)
+def test_an_unknown_row_is_refused() -> None:
+    done = run_benchmarks("--rows", "roundtrip,teleport")
+
+    assert done.returncode != 0
+    assert "unknown row 'teleport'" in done.stderr
+    assert "| row " not in done.stdout
