@@ -38,7 +38,26 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 # ("ref", module, qualname) or ("val", number): how a worker finds the function.
 FunctionKey = tuple[str, str, str] | tuple[str, int]
 
-_short = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib, but buffers are cut before repr() sees them (it would render 64 MiB in full)."""
+
+    def _buffer(self, obj: bytes | bytearray | memoryview, level: int) -> str:
+        head = bytes(obj[: self.maxstring])
+        text = repr(head) if isinstance(obj, bytes) else f"{type(obj).__name__}({head!r})"
+        return text if len(obj) <= self.maxstring else f"{text}... ({len(obj)} bytes)"
+
+    def repr_bytes(self, obj: bytes, level: int) -> str:
+        return self._buffer(obj, level)
+
+    def repr_bytearray(self, obj: bytearray, level: int) -> str:
+        return self._buffer(obj, level)
+
+    def repr_memoryview(self, obj: memoryview, level: int) -> str:
+        return f"<memoryview of {obj.nbytes} bytes>"
+
+
+_short = _ShortRepr()
 _short.maxstring = 40
 _short.maxother = 40
 
