@@ -73,13 +73,17 @@ class WorkerHandle:
         return self.ready and self.task is None and not self.retiring and self.doomed is None
 
     def send(self, task: Task, kind: int, payload: bytes) -> None:
-        """Send ``task`` (and its function first, if this worker has not got it yet)."""
+        """Send ``task`` (and its function first, if this worker has not got it yet).
+
+        On OSError (the worker is gone) nothing about the task has changed: it never started.
+        """
         handle = task.function
         if handle.definition is not None and handle.key not in self.defined:
             self.tasks.send_bytes(wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition))))
             self.defined.add(handle.key)
-        task.attempts += 1
-        self.tasks.send_bytes(wire.pack(kind, task.id, payload, task.attempts))
+        attempt = task.attempts + 1
+        self.tasks.send_bytes(wire.pack(kind, task.id, payload, attempt))
+        task.attempts = attempt
         self.task = task
         self.tasks_run += 1
         self.sent_at = time.monotonic()

@@ -347,8 +347,6 @@ class Dispatcher:
         except OSError:
             # The worker died before it got the task, so the task is safe to give to another one.
             # Its sentinel will fire and _on_exit will clean up.
-            task.attempts -= 1
-            worker.task = None
             worker.ready = False
             self._requeued.appendleft(task)
 
