@@ -1,6 +1,9 @@
 """One worker as the parent sees it: its process, its two pipes, and what it is doing.
 
-Only the dispatcher thread touches a WorkerHandle. A worker is in one of these states::
+Only the dispatcher thread touches a WorkerHandle. ``task`` is the task the worker is running;
+``queued`` are small tasks already written to its pipe behind it (prefetched), which have not
+started: the worker names the one it starts next in each result (see _protocol). A worker is in
+one of these states::
 
     booting --READY--> idle <--result-- busy
                         |                |
@@ -12,7 +15,10 @@ Only the dispatcher thread touches a WorkerHandle. A worker is in one of these s
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import select
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +49,10 @@ class WorkerHandle:
         "kill_at",
         "pid",
         "process",
+        "queued",
+        "queued_bytes",
+        "queued_seconds",
+        "reader",
         "ready",
         "results",
         "retiring",
@@ -58,7 +68,13 @@ class WorkerHandle:
         self.pid: int = process.pid or 0  # kept: the process object is closed once reaped
         self.tasks = tasks  # parent -> worker
         self.results: Connection | None = results  # worker -> parent; None once it reads EOF
-        self.task: Task | None = None
+        self.reader = FrameReader(results.fileno())
+        self.task: Task | None = None  # running
+        # Written to its pipe behind `task`, not started, in order: (bytes it fills there, seconds
+        # it should take), and the sums of both.
+        self.queued: dict[Task, tuple[int, float]] = {}
+        self.queued_bytes = 0
+        self.queued_seconds = 0.0
         self.ready = False
         self.defined: set[object] = set()  # keys of by-value functions this worker has
         self.deadline: float | None = None  # when the running task (or item) times out
@@ -72,23 +88,53 @@ class WorkerHandle:
     def available(self) -> bool:
         return self.ready and self.task is None and not self.retiring and self.doomed is None
 
-    def send(self, task: Task, kind: int, payload: bytes) -> None:
-        """Send ``task`` (and its function first, if this worker has not got it yet).
+    def send(self, task: Task, kind: int, payload: bytes) -> int:
+        """Write ``task`` (and its function first, if this worker has not got it yet) to the pipe;
+        returns the bytes written. The caller says whether it runs now (``start``) or is queued.
 
         On OSError (the worker is gone) nothing about the task has changed: it never started.
         """
         handle = task.function
+        written = 0
         if handle.definition is not None and handle.key not in self.defined:
-            self.tasks.send_bytes(wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition))))
+            definition = wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition)))
+            self.tasks.send_bytes(definition)
             self.defined.add(handle.key)
+            written += len(definition)
         attempt = task.attempts + 1
-        self.tasks.send_bytes(wire.pack(kind, task.id, payload, attempt))
+        message = wire.pack(kind, task.id, payload, attempt)
+        self.tasks.send_bytes(message)
         task.attempts = attempt
-        self.task = task
         self.tasks_run += 1
+        return written + len(message)
+
+    def queue(self, task: Task, size: int, seconds: float) -> None:
+        self.queued[task] = (size, seconds)
+        self.queued_bytes += size
+        self.queued_seconds += seconds
+
+    def unqueue(self, task: Task) -> None:
+        size, seconds = self.queued.pop(task)
+        self.queued_bytes -= size
+        self.queued_seconds -= seconds
+
+    def clear_queue(self) -> None:
+        self.queued.clear()
+        self.queued_bytes = 0
+        self.queued_seconds = 0.0
+
+    def start(self, task: Task) -> None:
+        """``task`` runs now: its clock starts."""
+        self.task = task
         self.sent_at = time.monotonic()
         timeout = task.options.timeout
         self.deadline = None if timeout is None else self.sent_at + timeout
+
+    def skip(self, task: Task) -> None:
+        """Ask the worker to drop a queued task that was cancelled (it answers SKIPPED, or
+        names it as started if it was too late)."""
+        with contextlib.suppress(OSError):  # already gone: its sentinel will say so
+            self.tasks.send_bytes(wire.pack(wire.SKIP, task.id))
 
     def retire(self) -> None:
         """Ask an idle worker to exit after its current work; a replacement starts on demand."""
@@ -123,6 +169,74 @@ class WorkerHandle:
         if self.results is not None:
             self.results.close()
         self.process.close()
+
+
+class FrameReader:
+    """Reads the frames ``Connection.send_bytes`` writes, as many per ``read()`` as have arrived.
+
+    ``recv_bytes`` costs two system calls per message and the dispatcher one ``poll()`` more; a
+    busy pipelined worker sends results faster than that. The framing is multiprocessing's: a
+    big-endian signed 4-byte length, or -1 and an 8-byte length for frames over 2 GiB.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+
+    def pending(self) -> bool:
+        """True if a read would not block (data or end of file)."""
+        return bool(select.select([self.fd], [], [], 0)[0])
+
+    def read(self) -> list[bytes]:
+        """The whole frames that have arrived; call when the pipe is readable. EOFError at end."""
+        data = os.read(self.fd, self.CHUNK)
+        if not data:
+            raise EOFError
+        buffer = self._buffer
+        buffer += data
+        frames: list[bytes] = []
+        position = 0
+        while len(buffer) - position >= 4:
+            (size,) = _LENGTH.unpack_from(buffer, position)
+            start = position + 4
+            if size == -1:
+                if len(buffer) - position < 12:
+                    break
+                (size,) = _LONG_LENGTH.unpack_from(buffer, start)
+                start += 8
+            end = start + size
+            if end > len(buffer):
+                if size > self.CHUNK:
+                    # A big frame: the worker is writing it now, so read the rest in one go,
+                    # straight into its own buffer.
+                    frame = bytearray(size)
+                    have = len(buffer) - start
+                    frame[:have] = buffer[start:]
+                    if not self._read_into(memoryview(frame)[have:]):
+                        del buffer[:]
+                        return frames  # end of file inside the frame: the next read says so
+                    frames.append(frame)  # type: ignore[arg-type]  # bytes-like, read once
+                    position = len(buffer)
+                break
+            frames.append(bytes(buffer[start:end]))
+            position = end
+        del buffer[:position]
+        return frames
+
+    def _read_into(self, view: memoryview) -> bool:
+        with io.FileIO(self.fd, "rb", closefd=False) as f:
+            while view:
+                count = f.readinto(view)
+                if not count:
+                    return False
+                view = view[count:]
+        return True
+
+
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
 
 
 def start_worker(context: BaseContext, index: int, initializer: bytes | None) -> WorkerHandle:

@@ -19,6 +19,15 @@ fault costs exactly one task:
 * a map chunk loses its worker: the items already reported keep their results, the item that was
   running fails, and the rest of the chunk is sent again.
 
+Tiny tasks are pipelined: while a worker runs one, a few more of the same kind may already wait
+in its pipe (``_prefetch``), as many as take about ``PREFETCH_SECONDS`` by the measured time per
+call, so the worker does not idle for a round trip between them. The worker names in each result
+the task it starts next, so the dispatcher always knows which one is running; the waiting ones
+have not started, so a crash or a stop gives them back to the queue unharmed, and a cancelled one
+is dropped by a SKIP message (see _protocol). Slow tasks, tasks with a time limit or a memory
+limit to watch, and per-item chunks are never prefetched: a task must not wait behind a slow one
+while another worker is free.
+
 Workers start on demand, one per queued task up to the pool size, and take work only once they
 say READY, so the first task runs as soon as the first worker has booted. Only this thread starts,
 feeds, reaps and stops workers; callers touch nothing but the Inbox.
@@ -33,7 +42,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
 from . import _protocol as wire
@@ -61,6 +69,14 @@ _WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
 STOP_GRACE = 5.0
 # How often busy workers' memory is checked while a memory limit is set.
 MEMORY_CHECK_INTERVAL = 0.25
+# Prefetch: how much measured work may wait in one busy worker's pipe, in seconds and in tasks,
+# and in bytes: well under a pipe's 64 KiB, so writing to a busy worker never blocks the
+# dispatcher (a worker blocked writing its result while we block writing its task would deadlock).
+PREFETCH_SECONDS = 0.002
+PREFETCH_TASKS = 64
+PREFETCH_BYTES = 32 * 1024
+# Weight of a new measurement in a function's running mean of seconds per call.
+_NEW_WEIGHT = 0.3
 
 
 class Dispatcher:
@@ -190,6 +206,7 @@ class Dispatcher:
         with self.inbox.lock:
             if not self.inbox.closing or self.inbox.tasks:
                 return False
+        # A worker with queued tasks is running one, so checking `task` covers them.
         return not self._requeued and all(w.task is None for w in self._workers.values())
 
     # -- timers -------------------------------------------------------------------------------------
@@ -227,6 +244,7 @@ class Dispatcher:
         assert task is not None
         worker.task = None
         worker.doom("timeout")
+        self._take_back(worker)
         limit = task.options.timeout
         what = task.describe()
         self._lost(
@@ -244,6 +262,7 @@ class Dispatcher:
         assert self._max_memory is not None
         worker.task = None
         worker.doom("memory limit")
+        self._take_back(worker)
         limit = self._max_memory
         what = task.describe()
         self._lost(
@@ -266,9 +285,11 @@ class Dispatcher:
             self._requeued.clear()
             for worker in list(self._workers.values()):
                 if worker.task is not None:
-                    cancel_running(worker.task.future)
+                    for task in (worker.task, *worker.queued):
+                        cancel_running(task.future)
                     worker.task = None
                     worker.doom("cancelled")
+                    self._take_back(worker)
         for task in stops:
             if task in self._requeued:
                 self._requeued.remove(task)
@@ -276,6 +297,9 @@ class Dispatcher:
                 if worker.task is task:
                     worker.task = None
                     worker.doom("cancelled")
+                    self._take_back(worker)
+                elif task in worker.queued:
+                    worker.skip(task)  # it stays queued until the worker answers
 
     # -- handing out work ---------------------------------------------------------------------------
 
@@ -297,6 +321,7 @@ class Dispatcher:
             if task is None:
                 break
             self._send(self._idle.popleft(), task)
+        self._prefetch()
         with self.inbox.lock:
             backlog = len(self.inbox.tasks)
         backlog += len(self._requeued)
@@ -329,7 +354,45 @@ class Dispatcher:
             error.__cause__ = exc
             settle(task.future, error=error)
 
-    def _send(self, worker: WorkerHandle, task: Task) -> None:
+    def _prefetch(self) -> None:
+        """Queue waiting tasks in busy workers' pipes, round robin, while each stays short."""
+        if self._max_memory is not None:
+            return  # a worker over the limit after a task must not have others waiting in it
+        busy = [w for w in self._workers.values() if _may_queue(w, self._max_tasks)]
+        while busy:
+            task = self._peek_task()
+            if task is None:
+                return
+            cost = _cost(task)
+            if cost is None or task.stream or task.done or task.options.timeout is not None:
+                return  # not measured yet, or one that must be watched alone: the next idle worker's
+            size = wire.HEADER_SIZE + (0 if task.payload is None else len(task.payload))
+            worker = min(busy, key=lambda w: len(w.queued))
+            if not _room_for(worker, cost, size):
+                busy.remove(worker)
+                continue
+            taken = self._next_task()
+            if taken is not task:  # cancelled between the look and the take
+                if taken is not None:
+                    self._requeued.appendleft(taken)
+                continue
+            self._send(worker, task, queue=cost)
+            if not _may_queue(worker, self._max_tasks):
+                busy.remove(worker)
+
+    def _peek_task(self) -> Task | None:
+        """The task ``_next_task`` would hand out, left where it is (and its future pending)."""
+        if self._requeued:
+            return self._requeued[0]
+        with self.inbox.lock:
+            tasks = self.inbox.tasks
+            while tasks and tasks[0].future.cancelled():
+                tasks.popleft().future.set_running_or_notify_cancel()  # tells its waiters
+            return tasks[0] if tasks else None
+
+    def _send(self, worker: WorkerHandle, task: Task, *, queue: float | None = None) -> None:
+        """Write ``task`` to ``worker``: to run now, or with ``queue`` (its expected seconds) to
+        wait behind the task it runs."""
         if task.items is None:
             kind, payload = wire.RUN, task.payload
         else:
@@ -343,25 +406,42 @@ class Dispatcher:
             )
         assert payload is not None
         try:
-            worker.send(task, kind, payload)
+            written = worker.send(task, kind, payload)
         except OSError:
             # The worker died before it got the task, so the task is safe to give to another one.
             # Its sentinel will fire and _on_exit will clean up.
             worker.ready = False
             self._requeued.appendleft(task)
+            return
+        if queue is not None:
+            worker.queue(task, written, queue)
+        else:
+            worker.start(task)
+
+    def _take_back(self, worker: WorkerHandle) -> None:
+        """A stopped or dead worker's queued tasks never started: back to the front of the line."""
+        for task in reversed(list(worker.queued)):
+            if not task.future.done():
+                task.attempts -= 1
+                self._requeued.appendleft(task)
+        worker.clear_queue()
 
     # -- hearing back -------------------------------------------------------------------------------
 
     def _on_readable(self, worker: WorkerHandle) -> None:
         assert worker.results is not None
         try:
-            message = worker.results.recv_bytes()
+            messages = worker.reader.read()
         except (EOFError, OSError):
             # The worker is exiting; its sentinel says when, and _on_exit does the rest.
             self._poller.remove(worker.results.fileno())
             worker.results = None
             return
-        kind, task_id, attempt, payload = wire.unpack(message)
+        for message in messages:
+            self._on_message(worker, message)
+
+    def _on_message(self, worker: WorkerHandle, message: bytes) -> None:
+        kind, task_id, attempt, next_id, payload = wire.unpack(message)
         if kind == wire.READY:
             worker.ready = True
             if worker.doomed is None and not worker.retiring:
@@ -370,6 +450,11 @@ class Dispatcher:
         if kind == wire.INIT_FAILED:
             self._init_failure = bytes(payload)
             return
+        if worker.doomed is not None:
+            return  # stopped: whatever it still says is stale, and its tasks were dealt with
+        if kind == wire.SKIPPED:
+            self._on_skipped(worker, task_id)
+            return
         task = worker.task
         if task is None or task.id != task_id:
             return  # the task was cancelled or timed out while its answer was on the way
@@ -377,11 +462,50 @@ class Dispatcher:
             self._on_item(worker, task, payload)
             return
         worker.task = None
-        self._after_task(worker)
+        self._measure(worker, task)
+        self._advance(worker, next_id)
         self._resolve(task, kind, attempt, payload, worker)
 
+    def _on_skipped(self, worker: WorkerHandle, task_id: int) -> None:
+        for task in worker.queued:
+            if task.id == task_id:
+                worker.unqueue(task)
+                return
+
+    def _advance(self, worker: WorkerHandle, next_id: int) -> None:
+        """The worker finished its task: start the clock of the queued one it named, or idle it.
+
+        With ``next_id`` 0 the worker found nothing waiting, so whatever was queued after it
+        looked arrives later and the first of it runs unconditionally.
+        """
+        if not worker.queued:
+            self._after_task(worker)
+            return
+        task = next(iter(worker.queued))
+        if next_id and task.id != next_id:
+            log.error("worker %d started task %d, not %d; stopping it", worker.pid, next_id, task.id)
+            worker.doom("protocol error")
+            self._take_back(worker)
+            return
+        worker.unqueue(task)
+        worker.start(task)
+        if task.future.cancelled():
+            # Cancelled while queued, but the worker had already chosen it: stop it as a running one.
+            worker.task = None
+            worker.doom("cancelled")
+            self._take_back(worker)
+
+    def _measure(self, worker: WorkerHandle, task: Task) -> None:
+        handle = task.function
+        per_call = (time.monotonic() - worker.sent_at) / (
+            1 if task.items is None else max(1, len(task.items))
+        )
+        known = handle.seconds
+        handle.seconds = per_call if known is None else known + _NEW_WEIGHT * (per_call - known)
+
     def _after_task(self, worker: WorkerHandle) -> None:
-        """Recycle a worker that has done its share or grown too big; otherwise it is idle again."""
+        """The worker has nothing left to do. Recycle it if it has done its share or grown too big;
+        otherwise it is idle again."""
         worker.deadline = None
         if (self._max_tasks is not None and worker.tasks_run >= self._max_tasks) or (
             self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory
@@ -440,7 +564,7 @@ class Dispatcher:
         if task.done == len(task.items):
             worker.task = None
             seconds = time.monotonic() - worker.sent_at
-            self._after_task(worker)
+            self._after_task(worker)  # nothing is ever queued behind a per-item chunk
             settle(task.future, ChunkResult(task.values, task.errors, seconds))
 
     # -- losing a worker ----------------------------------------------------------------------------
@@ -473,11 +597,12 @@ class Dispatcher:
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         # A worker may send its last message and exit at once: read what it left before mourning it.
-        while worker.results is not None and _has_message(worker.results):
+        while worker.results is not None and worker.reader.pending():
             self._on_readable(worker)
         worker.process.join()
         exitcode = worker.process.exitcode
         self._forget(worker)
+        self._take_back(worker)
         how = describe_exit(exitcode)
         if worker.task is not None:
             task, worker.task = worker.task, None
@@ -551,15 +676,39 @@ class Dispatcher:
             self.inbox.tasks.clear()
         tasks += self._requeued
         tasks += [w.task for w in self._workers.values() if w.task is not None]
+        tasks += [task for w in self._workers.values() for task in w.queued]
         for task in tasks:
             settle(task.future, error=error)
 
 
-def _has_message(conn: Connection) -> bool:
-    try:
-        return conn.poll(0)
-    except (EOFError, OSError):
+def _may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
+    """Whether tasks may wait in this worker's pipe: it runs a plain task, and will run more."""
+    task = worker.task
+    return (
+        task is not None
+        and worker.ready  # False once a write to it failed: it is gone
+        and worker.doomed is None
+        and not worker.retiring
+        and not task.stream
+        and task.options.timeout is None
+        and len(worker.queued) < PREFETCH_TASKS
+        and (max_tasks is None or worker.tasks_run < max_tasks)
+    )
+
+
+def _cost(task: Task) -> float | None:
+    """Seconds ``task`` should take by its function's measurements; None if not measured yet."""
+    seconds = task.function.seconds
+    if seconds is None:
+        return None
+    return seconds * (1 if task.items is None else len(task.items))
+
+
+def _room_for(worker: WorkerHandle, cost: float, size: int) -> bool:
+    assert worker.task is not None
+    if worker.queued_bytes + size > PREFETCH_BYTES:
         return False
+    return (_cost(worker.task) or 0.0) + worker.queued_seconds + cost <= PREFETCH_SECONDS
 
 
 def _tries(attempts: int) -> str:

@@ -117,6 +117,10 @@ def settle(
             future.set_exception(error)
     except concurrent.futures.InvalidStateError:
         pass
+    # The task and its future point at each other; untie them so that reference counting frees
+    # both (a cycle per task waits for the garbage collector, which then grows slow).
+    if isinstance(future, Future):
+        future._task = None
 
 
 def rebuild_exception(envelope: ErrorEnvelope, where: str) -> BaseException:

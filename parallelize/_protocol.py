@@ -11,6 +11,15 @@ A message is one ``Connection.send_bytes`` frame: a fixed header (kind, task id,
 payload. Payloads are pickles made by ``_serialize``; arguments are pickled in the caller's thread,
 so the dispatcher only prepends a header and never runs user code.
 
+Workers are pipelined: while a worker runs one task, the dispatcher may already have written the
+next few small ones into its pipe, so it never idles for a round trip between tiny tasks. The
+dispatcher must still know which task is running (a crash or a cancel costs that task only), so
+the worker decides, and says: before it reports a result it reads everything waiting in its pipe,
+drops the tasks a SKIP asked it to drop (answering SKIPPED), and names in the result's header the
+task it starts next (0: none waiting; it then runs whatever arrives next without asking). So a
+prefetched task that is cancelled in time never runs, and one cancelled too late is known to be
+running and is stopped like any running task.
+
 A map chunk travels as RUN_MANY (one RESULT for the whole chunk: cheap) or, when each item needs
 its own deadline or the chunk must be re-run to find the item that killed its worker, as RUN_EACH
 (one ITEM message per item, so the dispatcher always knows which item is running).
@@ -28,6 +37,7 @@ RUN_MANY = 2  # payload: pickle of (function key, [args, ...], retries, retry_on
 RUN_EACH = 5  # as RUN_MANY, but the worker reports each item as it finishes (ITEM messages)
 DEFINE = 3  # payload: pickle of (function key, pickled function): sent once per worker and function
 STOP = 4  # no payload: finish and exit
+SKIP = 6  # no payload: drop this prefetched task if it has not started (it was cancelled)
 
 # worker -> parent
 READY = 10  # booted and the initializer ran; payload empty
@@ -35,10 +45,12 @@ RESULT = 11  # payload: pickled value (for RUN_MANY a ChunkOutcome)
 ERROR = 12  # payload: pickled ErrorEnvelope
 INIT_FAILED = 13  # payload: pickled ErrorEnvelope of the initializer's exception
 ITEM = 14  # payload: pickled ItemOutcome, one per item of a RUN_EACH chunk, in order
+SKIPPED = 15  # no payload: the task a SKIP named was dropped unstarted
 
 # kind, task id, attempt (1 for the first run; the worker retries `retry_on` errors within the
-# budget that is left, so a task's attempts are counted across crashes and exceptions alike)
-_HEADER = struct.Struct("<BQH")
+# budget that is left, so a task's attempts are counted across crashes and exceptions alike), and
+# in RESULT and ERROR the id of the task the worker starts next (0: none is waiting)
+_HEADER = struct.Struct("<BQHQ")
 HEADER_SIZE = _HEADER.size
 
 # An error crosses as a plain tuple so that a broken exception cannot break the message itself:
@@ -53,10 +65,11 @@ ChunkOutcome = tuple[list[object], dict[int, ErrorEnvelope], float]
 ItemOutcome = tuple[bool, object]
 
 
-def pack(kind: int, task_id: int = 0, payload: bytes = b"", attempt: int = 1) -> bytes:
-    return _HEADER.pack(kind, task_id, attempt) + payload
+def pack(kind: int, task_id: int = 0, payload: bytes = b"", attempt: int = 1, next_id: int = 0) -> bytes:
+    return _HEADER.pack(kind, task_id, attempt, next_id) + payload
 
 
-def unpack(message: bytes) -> tuple[int, int, int, memoryview]:
-    kind, task_id, attempt = _HEADER.unpack_from(message)
-    return kind, task_id, attempt, memoryview(message)[HEADER_SIZE:]
+def unpack(message: bytes) -> tuple[int, int, int, int, memoryview]:
+    """(kind, task id, attempt, next task id, payload)"""
+    kind, task_id, attempt, next_id = _HEADER.unpack_from(message)
+    return kind, task_id, attempt, next_id, memoryview(message)[HEADER_SIZE:]

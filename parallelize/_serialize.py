@@ -190,7 +190,7 @@ def resolve(module: str | int, qualname: str | int) -> Any:
 class FunctionHandle:
     """What a worker needs to find one function, made once per function in the parent."""
 
-    __slots__ = ("__weakref__", "definition", "function", "key", "label")
+    __slots__ = ("__weakref__", "definition", "function", "key", "label", "seconds")
 
     _numbers = itertools.count(1)
 
@@ -199,6 +199,9 @@ class FunctionHandle:
         module = getattr(function, "__module__", None) or "?"
         qualname = getattr(function, "__qualname__", None) or type(function).__qualname__
         self.label = f"{module}.{qualname}"
+        # Seconds one call (one map item) takes, as dispatchers measure it; None until measured.
+        # Decides how many tasks may wait in a busy worker's pipe (see _dispatcher._prefetch).
+        self.seconds: float | None = None
         reference = _reference(function, module, qualname)
         self.key: FunctionKey
         self.definition: bytes | None

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -46,23 +47,91 @@ def run(tasks: Connection, results: Connection, initializer: bytes | None) -> No
             send(wire.pack(wire.INIT_FAILED, 0, dumps(_envelope(exc))))
             return
     send(wire.pack(wire.READY))
+    _serve(tasks, send)
+
+
+# A decoded message: (kind, task id, attempt, next id, payload).
+_Message = tuple[int, int, int, int, memoryview]
+# What running a task produced: (kind, task id, payload, attempts made); None once a RUN_EACH
+# chunk has reported its items itself.
+_Reply = tuple[int, int, bytes, int] | None
+_RUNS = (wire.RUN, wire.RUN_MANY, wire.RUN_EACH)
+
+
+def _serve(tasks: Connection, send: Callable[[bytes], None]) -> None:
+    """Run tasks until STOP or end of file.
+
+    After a task, the worker reads ahead whatever waits in its pipe and names the task it will
+    start next in the result it sends (see _protocol): that is how the dispatcher knows which
+    of the tasks it prefetched is running, without a message per task start.
+    """
     functions: dict[FunctionKey, Callable[..., Any] | BaseException] = {}
-    while True:
+    pending: deque[_Message] = deque()
+    ahead = select.poll()
+    ahead.register(tasks.fileno(), select.POLLIN)
+
+    def receive() -> _Message:
         try:
-            message = tasks.recv_bytes()
+            return wire.unpack(tasks.recv_bytes())
         except (EOFError, OSError):
+            return (wire.STOP, 0, 0, 0, memoryview(b""))
+
+    def next_run() -> _Message | None:
+        """The next task to start from what is waiting, skipping what was cancelled."""
+        while ahead.poll(0):
+            pending.append(receive())
+            if pending[-1][0] == wire.STOP:
+                break
+        if any(message[0] == wire.SKIP for message in pending):
+            skips = {message[1] for message in pending if message[0] == wire.SKIP}
+            kept = [m for m in pending if m[0] != wire.SKIP and not (m[0] in _RUNS and m[1] in skips)]
+            for message in pending:
+                if message[0] in _RUNS and message[1] in skips:
+                    send(wire.pack(wire.SKIPPED, message[1]))
+            pending.clear()
+            pending.extend(kept)
+        while pending:
+            kind = pending[0][0]
+            if kind in _RUNS:
+                return pending.popleft()
+            if kind != wire.DEFINE:
+                return None  # STOP: handled when idle
+            _define(pending.popleft()[4], functions)
+        return None
+
+    while True:
+        # Idle: the next task to arrive runs unconditionally (the dispatcher knows it is running).
+        message = pending.popleft() if pending else receive()
+        kind = message[0]
+        if kind == wire.STOP:
             return
-        kind, task_id, attempt, payload = wire.unpack(message)
-        if kind == wire.RUN:
-            send(_run_call(task_id, attempt, payload, functions))
-        elif kind == wire.RUN_MANY:
-            send(_run_chunk(task_id, attempt, payload, functions))
-        elif kind == wire.RUN_EACH:
-            _run_each(task_id, attempt, payload, functions, send)
-        elif kind == wire.DEFINE:
-            _define(payload, functions)
-        elif kind == wire.STOP:
-            return
+        if kind == wire.DEFINE:
+            _define(message[4], functions)
+            continue
+        if kind not in _RUNS:
+            continue  # a SKIP for a task that already ran: too late, and the dispatcher knows it
+        following: _Message | None = message
+        while following is not None:
+            reply = _run(following, functions, send)
+            if reply is None:
+                break  # a RUN_EACH chunk: its last ITEM told the dispatcher this worker is idle
+            following = next_run()
+            reply_kind, task_id, data, attempt = reply
+            send(wire.pack(reply_kind, task_id, data, attempt, 0 if following is None else following[1]))
+
+
+def _run(
+    message: _Message,
+    functions: dict[FunctionKey, Callable[..., Any] | BaseException],
+    send: Callable[[bytes], None],
+) -> _Reply:
+    kind, task_id, attempt, _, payload = message
+    if kind == wire.RUN:
+        return _run_call(task_id, attempt, payload, functions)
+    if kind == wire.RUN_MANY:
+        return _run_chunk(task_id, attempt, payload, functions)
+    _run_each(task_id, attempt, payload, functions, send)
+    return None
 
 
 def _run_initializer(data: bytes) -> None:
@@ -127,20 +196,20 @@ def _run_call(
     attempt: int,
     payload: memoryview,
     functions: dict[FunctionKey, Callable[..., Any] | BaseException],
-) -> bytes:
+) -> _Reply:
     try:
         key, args, kwargs, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this task only
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt)
+        return wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt
     ok, value, attempt = _attempt(function, args, kwargs, attempt, retries, retry_on)
     if not ok:
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(value)), attempt)
+        return wire.ERROR, task_id, dumps(_envelope(value)), attempt
     try:
-        return wire.pack(wire.RESULT, task_id, dumps(value), attempt)
+        return wire.RESULT, task_id, dumps(value), attempt
     except Exception as exc:  # noqa: BLE001 - an unpicklable result fails its own future only
         error = _unpicklable_result(key, function, value, exc)
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(error)), attempt)
+        return wire.ERROR, task_id, dumps(_envelope(error)), attempt
 
 
 def _run_chunk(
@@ -148,13 +217,13 @@ def _run_chunk(
     attempt: int,
     payload: memoryview,
     functions: dict[FunctionKey, Callable[..., Any] | BaseException],
-) -> bytes:
+) -> _Reply:
     started = time.perf_counter()
     try:
         key, items, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
-        return wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt)
+        return wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt
     values: list[object] = []
     errors: dict[int, wire.ErrorEnvelope] = {}
     for index, args in enumerate(items):
@@ -174,7 +243,7 @@ def _run_chunk(
                 values[index] = None
                 errors[index] = _envelope(_unpicklable_result(key, function, value, exc))
         data = dumps((values, errors, time.perf_counter() - started))
-    return wire.pack(wire.RESULT, task_id, data, attempt)
+    return wire.RESULT, task_id, data, attempt
 
 
 def _run_each(
