@@ -1,0 +1,308 @@
+"""Large buffers through POSIX shared memory instead of the pipe.
+
+A 64 MiB argument through a pipe is copied about five times (pickle, header, kernel in, kernel out,
+unpickle). Here the pickle is made with protocol 5, so buffers (bytes, bytearray, memoryview, numpy
+arrays) are handed over *out of band* instead of being copied into it; they are copied once into
+one new shared-memory segment, and the message that travels through the pipe is a small pickle
+of a reference to that segment::
+
+    sender: obj --pickle 5--> small pickle + [buffers] --copy--> segment /pz?-<pid>-<n>-<random>
+                                       |
+    pipe:            Reference(name, layout, small pickle)   (a few hundred bytes)
+                                       |
+    receiver: loads() -> _load(): map the segment, pickle.loads(small, buffers=[views into it])
+
+Every ``loads`` in the package works unchanged: the reference unpickles itself. numpy arrays and
+memoryviews arrive as views on the mapping (no copy; the mapping lives as long as they do), bytes
+and bytearray cost one copy out.
+
+Who removes a segment from /dev/shm (it outlives every process unless someone unlinks it):
+
+* an argument's segment belongs to the caller's process, which unlinks it when the task's future
+  is done: retries and re-sends after a crash map the same segment again. Workers map arguments
+  privately (copy-on-write), so a task that writes into its argument never changes what a retry
+  sees.
+* a result's segment is handed over: the receiver unlinks it as soon as it has mapped it.
+* a worker that dies between creating a result segment and the parent reading it: the dispatcher
+  sweeps /dev/shm for the dead worker's pid (segment names carry their creator's pid).
+* a parent killed by SIGKILL: every segment is registered with multiprocessing's resource tracker,
+  a separate process that spawn and forkserver workers share with the parent (they inherit its
+  pipe). It unlinks whatever is still registered once the last of them has exited. A fork worker
+  started before the tracker existed has none; its segments are swept by pid instead, and carry
+  "u" (untracked) in their names, so nobody unregisters what was never registered (the tracker
+  prints a traceback for that).
+
+We use ``_posixshmem`` and ``mmap`` directly rather than ``SharedMemory``: we need the descriptor
+for ``posix_fallocate`` (a full /dev/shm then fails here, and the message goes through the pipe,
+instead of a SIGBUS on first touch), our own names for the sweep, private mappings for arguments,
+and control of tracking (3.10-3.12 register every *attach* too; only 3.13 has ``track=False``).
+
+Imported by workers: standard library only, and nothing heavy at import time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import pickle
+import sys
+from typing import Any
+
+try:
+    import _posixshmem
+except ImportError:  # not a POSIX system: everything goes through the pipe
+    _posixshmem = None  # type: ignore[assignment]
+
+AVAILABLE = _posixshmem is not None and sys.platform.startswith("linux") and hasattr(os, "posix_fallocate")
+
+# A message shares its buffers when those of at least MIN_BUFFER bytes add up to THRESHOLD. Below
+# a few hundred KiB the pipe is as fast (its copies stay in cache, and a segment costs a handful of
+# system calls and a tracker message on each side); from 1 MiB on, shared memory wins clearly (see
+# the README). Smaller buffers in a shared message stay inside the pickle.
+THRESHOLD = 1 << 20
+MIN_BUFFER = 64 << 10
+_ALIGN = 64  # every buffer starts on a cache line (and numpy's alignment needs are met)
+
+_DIR = "/dev/shm"
+_counter = itertools.count()
+
+
+def _name(tracked: bool) -> str:
+    # pid for the sweep, a counter for uniqueness in this process, random bits in case a dead
+    # process with our (reused) pid left a segment behind.
+    return f"/pz{'t' if tracked else 'u'}-{os.getpid()}-{next(_counter)}-{os.urandom(3).hex()}"
+
+
+# -- the resource tracker -------------------------------------------------------------------------
+
+
+def _can_track() -> bool:
+    """True if this process shares the parent's resource tracker, or is the parent.
+
+    A worker must never start a tracker of its own: it would die with the worker and unlink the
+    results the parent has not read yet.
+    """
+    from multiprocessing import parent_process, resource_tracker
+
+    return parent_process() is None or resource_tracker._resource_tracker._fd is not None  # type: ignore[attr-defined]
+
+
+def _track(name: str) -> None:
+    from multiprocessing import resource_tracker
+
+    resource_tracker.register(name, "shared_memory")
+
+
+def _untrack(name: str) -> None:
+    if name.startswith("/pzt-"):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(name, "shared_memory")
+
+
+def unlink(name: str) -> None:
+    """Remove a segment (mappings of it stay valid); no error if it is gone already."""
+    assert _posixshmem is not None
+    try:
+        _posixshmem.shm_unlink(name)
+    except FileNotFoundError:
+        return
+    _untrack(name)
+
+
+def release(names: list[str]) -> None:
+    """Unlink an argument's segments: its task is done (a future's done-callback)."""
+    for name in names:
+        unlink(name)
+
+
+def sweep(pid: int) -> None:
+    """Unlink every segment a dead process ``pid`` created and nobody took over."""
+    if not AVAILABLE:
+        return
+    try:
+        entries = os.listdir(_DIR)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith((f"pzt-{pid}-", f"pzu-{pid}-")):
+            unlink("/" + entry)
+
+
+def segments_of(pid: int) -> list[str]:
+    """Names of the segments of process ``pid`` still in /dev/shm (for tests and diagnostics)."""
+    try:
+        entries = os.listdir(_DIR)
+    except OSError:
+        return []
+    return sorted(e for e in entries if e.startswith((f"pzt-{pid}-", f"pzu-{pid}-")))
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+
+def share(inner: bytes, buffers: list[pickle.PickleBuffer], *, handover: bool) -> tuple[bytes, str]:
+    """Copy ``buffers`` into one new segment; return the pickle that stands for the message, and the
+    segment's name.
+
+    ``handover``: the receiver unlinks the segment when it maps it (results); otherwise the caller
+    keeps it until it calls ``release`` (arguments). Raises OSError when there is no room.
+    """
+    assert _posixshmem is not None
+    raws = [buffer.raw() for buffer in buffers]
+    layout: list[tuple[int, int, bool]] = []
+    size = 0
+    for raw in raws:
+        layout.append((size, raw.nbytes, raw.readonly))
+        size = (size + raw.nbytes + _ALIGN - 1) & ~(_ALIGN - 1)
+    size = max(size, 1)
+    tracked = _can_track()
+    name = _name(tracked)
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        try:
+            # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
+            # ftruncate would succeed and the first write to a missing page would raise SIGBUS.
+            os.posix_fallocate(fd, 0, size)
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _posixshmem.shm_unlink(name)
+        raise
+    # Registered before any reference to it exists, so a SIGKILL from here on cannot leak it.
+    if tracked:
+        _track(name)
+    try:
+        with memoryview(mapping) as view:
+            for (start, length, _), raw in zip(layout, raws, strict=True):
+                view[start : start + length] = raw
+    except BaseException:
+        unlink(name)
+        raise
+    finally:
+        mapping.close()
+    return pickle.dumps(_Reference(name, size, inner, layout, handover), pickle.HIGHEST_PROTOCOL), name
+
+
+class _Reference:
+    """What travels through the pipe in place of a message whose buffers are in a segment."""
+
+    __slots__ = ("handover", "inner", "layout", "name", "size")
+
+    def __init__(
+        self, name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], handover: bool
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.inner = inner
+        self.layout = layout
+        self.handover = handover
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load, (self.name, self.size, self.inner, self.layout, self.handover))
+
+
+# -- receiving ------------------------------------------------------------------------------------
+
+
+def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], handover: bool) -> Any:
+    """Map the segment and unpickle the message with views into it (runs inside ``loads``)."""
+    assert _posixshmem is not None
+    fd = _posixshmem.shm_open(name, os.O_RDWR, 0)
+    try:
+        if handover:
+            # Ours now, and nobody else's: unlink before anything can fail, so nothing leaks. The
+            # pages live on until the mapping (and every view of it) is gone.
+            unlink(name)
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        else:
+            # An argument: copy-on-write, so a task that writes into it does not change what a
+            # retry of the same task reads from the segment.
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+    view = memoryview(mapping)
+    buffers = [
+        view[start : start + length].toreadonly() if readonly else view[start : start + length]
+        for start, length, readonly in layout
+    ]
+    # The views keep the mapping alive; once the last of them is collected it is unmapped.
+    return pickle.loads(inner, buffers=buffers)
+
+
+# -- what goes out of band ------------------------------------------------------------------------
+#
+# The C pickler never calls reducer_override for exact bytes and bytearray (it has fast paths for
+# them), so those are wrapped before pickling, as deep as ``measure`` looks. memoryview (which plain
+# pickle refuses) goes through reducer_override at any depth; numpy arrays hand their buffer out of
+# band by themselves under protocol 5.
+
+
+def measure(obj: Any, depth: int) -> int:
+    """Bytes in the large buffers of ``obj`` and its containers down to ``depth`` levels.
+
+    This runs on every task, so it allocates nothing and does little more than a type check per
+    element (exact types: a subclass may pickle itself its own way). A memoryview always counts as
+    THRESHOLD: only the buffer pickler can send one.
+    """
+    cls = type(obj)
+    if cls is tuple or cls is list or cls is dict:
+        if depth <= 0:
+            return 0
+        total = 0
+        for item in obj.values() if cls is dict else obj:
+            total += measure(item, depth - 1)
+        return total
+    if cls is bytes or cls is bytearray:
+        size = len(obj)
+    elif cls is memoryview:
+        size = max(obj.nbytes, THRESHOLD)
+    elif hasattr(cls, "__array_interface__"):  # numpy and compatible arrays
+        size = getattr(obj, "nbytes", 0)
+    else:
+        return 0
+    return size if isinstance(size, int) and size >= MIN_BUFFER else 0
+
+
+def wrap(obj: Any, depth: int) -> Any:
+    """``obj`` with its large bytes and bytearrays (down to ``depth``) wrapped to go out of band."""
+    cls = type(obj)
+    if cls is bytes or cls is bytearray:
+        return _OutOfBand(obj) if len(obj) >= MIN_BUFFER else obj
+    if depth <= 0:
+        return obj
+    if cls is tuple:
+        return tuple(wrap(item, depth - 1) for item in obj)
+    if cls is list:
+        return [wrap(item, depth - 1) for item in obj]
+    if cls is dict:
+        return {key: wrap(value, depth - 1) for key, value in obj.items()}
+    return obj
+
+
+class _OutOfBand:
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: bytes | bytearray) -> None:
+        self.buffer = buffer
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self.buffer), (pickle.PickleBuffer(self.buffer),))
+
+
+def reduce_memoryview(obj: object) -> tuple[Any, ...] | None:
+    """How a memoryview travels: its bytes out of band, then the same format and shape again."""
+    if type(obj) is not memoryview or not obj.c_contiguous:
+        return None
+    return (_rebuild_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
+
+
+def _rebuild_memoryview(data: Any, fmt: Any, shape: tuple[int, ...]) -> memoryview:
+    view = memoryview(data).cast("B")
+    return view if fmt == "B" and len(shape) == 1 else view.cast(fmt, shape)
+
+
+def in_band(_: pickle.PickleBuffer) -> bool:
+    return True
