@@ -96,8 +96,9 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None) -> byte
     """
     if not _shm.AVAILABLE or _shm.measure(obj, depth) < _shm.THRESHOLD:
         return dumps(obj)
-    wrapped = _shm.wrap(obj, depth)
-    collect = _Collect()
+    copied: set[int] = set()
+    wrapped = _shm.wrap(obj, depth, copied)
+    collect = _Collect(copied)
     try:
         inner = _dumps_out_of_band(wrapped, collect)
     except Exception:  # noqa: BLE001 - the plain path raises the same error, or names the culprit
@@ -105,7 +106,7 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None) -> byte
     if not collect.buffers:
         return inner  # every buffer was small after all: an ordinary pickle
     try:
-        data, name = _shm.share(inner, collect.buffers, handover=keep is None)
+        data, name = _shm.share(inner, collect.buffers, handover=keep is None, recyclable=collect.recyclable)
     except OSError as exc:  # /dev/shm full or missing: the pipe still works, only slower
         _log_no_room(exc)
         return _dumps_out_of_band(wrapped, _shm.in_band)
@@ -117,14 +118,18 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None) -> byte
 class _Collect:
     """The pickler's buffer_callback: large buffers leave the pickle, small ones stay in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, copied: set[int]) -> None:
         self.buffers: list[pickle.PickleBuffer] = []
+        self.copied = copied  # ids of the bytes and bytearrays the receiver will copy out
+        self.recyclable = True  # no buffer arrives as a view (see _shm's spare segments)
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         try:
             with buffer.raw() as raw:
                 if raw.nbytes < _shm.MIN_BUFFER:
                     return True
+                if id(raw.obj) not in self.copied:
+                    self.recyclable = False
         except BufferError:  # not contiguous: the pickler itself explains why it cannot send it
             return True
         self.buffers.append(buffer)
@@ -138,6 +143,7 @@ def _dumps_out_of_band(obj: object, callback: Callable[[pickle.PickleBuffer], bo
     except _SendByValue:
         if isinstance(callback, _Collect):
             callback.buffers.clear()
+            callback.recyclable = True
         buffer = io.BytesIO()
         _by_value_pickler(buffers=True)(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()

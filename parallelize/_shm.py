@@ -47,6 +47,7 @@ import mmap
 import os
 import pickle
 import sys
+import threading
 from typing import Any
 
 try:
@@ -112,8 +113,13 @@ def unlink(name: str) -> None:
 
 
 def release(names: list[str]) -> None:
-    """Unlink an argument's segments: its task is done (a future's done-callback)."""
+    """An argument's task is settled: unlink its segments, or make its spare free again."""
     for name in names:
+        with _spares_lock:
+            spare = _spares.get(name)
+            if spare is not None:
+                spare.mapping[0] = _FREE
+                continue
         unlink(name)
 
 
@@ -139,24 +145,108 @@ def segments_of(pid: int) -> list[str]:
     return sorted(e for e in entries if e.startswith((f"pzt-{pid}-", f"pzu-{pid}-")))
 
 
+# -- spare segments -------------------------------------------------------------------------------
+#
+# Fresh tmpfs pages cost more than the copy itself (allocating, zeroing and mapping 64 MiB takes
+# longer than copying 64 MiB into memory already mapped), so a process keeps a few segments and
+# reuses them, but only for messages whose buffers are all copied out when they are loaded (bytes
+# and bytearray): then no view can outlive the load, and reusing the memory cannot change what
+# anyone holds. Byte 0 of a segment says whether it is in use; the sender sets it under
+# _spares_lock, and whoever is done with the message clears it: the receiver of a result right
+# after loading it, the caller of an argument when its task is settled (``release``).
+
+_HEADER = 64  # the state byte, padded so that buffers stay aligned
+_FREE, _BUSY = 0, 1
+MAX_SPARES = 2
+MAX_SPARE_BYTES = 256 << 20  # per process; a message larger than this gets a one-off segment
+
+
+class _Spare:
+    __slots__ = ("capacity", "mapping", "name")
+
+    def __init__(self, name: str, capacity: int, mapping: mmap.mmap) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.mapping = mapping  # ours, shared, kept mapped (and so warm) for the next message
+
+
+_spares: dict[str, _Spare] = {}  # guarded by _spares_lock; oldest first
+_spares_lock = threading.Lock()
+_exit_hook = False  # guarded by _spares_lock
+
+
+def _take_spare(size: int) -> _Spare | None:
+    """A free spare of at least ``size`` bytes, marked busy; or a new one; or None (no room)."""
+    with _spares_lock:
+        for spare in _spares.values():
+            if spare.capacity >= size and spare.mapping[0] == _FREE:
+                spare.mapping[0] = _BUSY
+                return spare
+        for spare in list(_spares.values()):  # oldest first: make room by dropping free ones
+            if _room_for(size):
+                break
+            if spare.mapping[0] == _FREE:
+                _drop(spare)
+        if not _room_for(size):
+            return None
+    name, mapping = _create(size)
+    mapping[0] = _BUSY
+    spare = _Spare(name, size, mapping)
+    with _spares_lock:
+        _spares[name] = spare
+        _register_exit_hook()
+    return spare
+
+
+def _room_for(size: int) -> bool:
+    held = sum(spare.capacity for spare in _spares.values())
+    return len(_spares) < MAX_SPARES and held + size <= MAX_SPARE_BYTES
+
+
+def _drop(spare: _Spare) -> None:
+    del _spares[spare.name]
+    unlink(spare.name)
+    spare.mapping.close()
+
+
+def _register_exit_hook() -> None:
+    # The parent unlinks its spares at exit (the tracker would too, with a warning). A worker
+    # never gets here through atexit (multiprocessing ends it with os._exit): the dispatcher
+    # sweeps its segments once it is gone.
+    global _exit_hook
+    if not _exit_hook:
+        import atexit
+
+        atexit.register(drop_spares)
+        _exit_hook = True
+
+
+def drop_spares() -> None:
+    """Unlink the spares no message is using (at exit, and for tests that count segments)."""
+    with _spares_lock:
+        for spare in list(_spares.values()):
+            if spare.mapping[0] == _FREE:
+                _drop(spare)
+
+
+def _after_fork_in_child() -> None:
+    # The spares are the parent's: its messages, its names (our pid is not in them).
+    global _spares_lock, _exit_hook
+    _spares_lock = threading.Lock()
+    _spares.clear()
+    _exit_hook = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # -- sending --------------------------------------------------------------------------------------
 
 
-def share(inner: bytes, buffers: list[pickle.PickleBuffer], *, handover: bool) -> tuple[bytes, str]:
-    """Copy ``buffers`` into one new segment; return the pickle that stands for the message, and the
-    segment's name.
-
-    ``handover``: the receiver unlinks the segment when it maps it (results); otherwise the caller
-    keeps it until it calls ``release`` (arguments). Raises OSError when there is no room.
-    """
+def _create(size: int) -> tuple[str, mmap.mmap]:
+    """A new segment of ``size`` bytes, its pages reserved, registered, and mapped shared."""
     assert _posixshmem is not None
-    raws = [buffer.raw() for buffer in buffers]
-    layout: list[tuple[int, int, bool]] = []
-    size = 0
-    for raw in raws:
-        layout.append((size, raw.nbytes, raw.readonly))
-        size = (size + raw.nbytes + _ALIGN - 1) & ~(_ALIGN - 1)
-    size = max(size, 1)
     tracked = _can_track()
     name = _name(tracked)
     fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
@@ -174,53 +264,86 @@ def share(inner: bytes, buffers: list[pickle.PickleBuffer], *, handover: bool) -
     # Registered before any reference to it exists, so a SIGKILL from here on cannot leak it.
     if tracked:
         _track(name)
+    return name, mapping
+
+
+def share(
+    inner: bytes, buffers: list[pickle.PickleBuffer], *, handover: bool, recyclable: bool
+) -> tuple[bytes, str]:
+    """Copy ``buffers`` into a segment; return the pickle that stands for the message, and the
+    segment's name.
+
+    ``handover``: the receiver is done with the segment once it has loaded the message (results);
+    otherwise the caller is, when it calls ``release`` (arguments). ``recyclable``: every buffer is
+    copied out on loading, so a spare segment may carry the message. Raises OSError when there is
+    no room in /dev/shm.
+    """
+    raws = [buffer.raw() for buffer in buffers]
+    layout: list[tuple[int, int, bool]] = []
+    size = _HEADER
+    for raw in raws:
+        layout.append((size, raw.nbytes, raw.readonly))
+        size = (size + raw.nbytes + _ALIGN - 1) & ~(_ALIGN - 1)
+    spare = _take_spare(size) if recyclable and size <= MAX_SPARE_BYTES else None
+    if spare is not None:
+        name, mapping, mode = spare.name, spare.mapping, "recycle" if handover else "keep"
+    else:
+        (name, mapping), mode = _create(size), "handover" if handover else "keep"
     try:
         with memoryview(mapping) as view:
             for (start, length, _), raw in zip(layout, raws, strict=True):
                 view[start : start + length] = raw
     except BaseException:
-        unlink(name)
+        if spare is None:
+            unlink(name)
+        else:
+            release([name])
         raise
     finally:
-        mapping.close()
-    return pickle.dumps(_Reference(name, size, inner, layout, handover), pickle.HIGHEST_PROTOCOL), name
+        if spare is None:
+            mapping.close()
+    return pickle.dumps(_Reference(name, size, inner, layout, mode), pickle.HIGHEST_PROTOCOL), name
 
 
 class _Reference:
     """What travels through the pipe in place of a message whose buffers are in a segment."""
 
-    __slots__ = ("handover", "inner", "layout", "name", "size")
+    __slots__ = ("inner", "layout", "mode", "name", "size")
 
     def __init__(
-        self, name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], handover: bool
+        self, name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], mode: str
     ) -> None:
         self.name = name
         self.size = size
         self.inner = inner
         self.layout = layout
-        self.handover = handover
+        self.mode = mode  # "handover", "keep" or "recycle": see _load
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_load, (self.name, self.size, self.inner, self.layout, self.handover))
+        return (_load, (self.name, self.size, self.inner, self.layout, self.mode))
 
 
 # -- receiving ------------------------------------------------------------------------------------
 
 
-def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], handover: bool) -> Any:
-    """Map the segment and unpickle the message with views into it (runs inside ``loads``)."""
+def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], mode: str) -> Any:
+    """Map the segment and unpickle the message with views into it (runs inside ``loads``).
+
+    ``mode``: "handover", the segment is ours now (unlink it); "keep", the sender's, which will
+    release it (an argument: map it copy-on-write, so a task that writes into it does not change
+    what a retry reads); "recycle", the sender's spare (mark it free once everything is copied out).
+    """
     assert _posixshmem is not None
     fd = _posixshmem.shm_open(name, os.O_RDWR, 0)
     try:
-        if handover:
-            # Ours now, and nobody else's: unlink before anything can fail, so nothing leaks. The
-            # pages live on until the mapping (and every view of it) is gone.
+        if mode == "handover":
+            # Unlink before anything can fail, so nothing leaks. The pages live on until the
+            # mapping (and every view of it) is gone.
             unlink(name)
-            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-        else:
-            # An argument: copy-on-write, so a task that writes into it does not change what a
-            # retry of the same task reads from the segment.
+        if mode == "keep":
             mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        else:
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
     view = memoryview(mapping)
@@ -228,8 +351,12 @@ def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]
         view[start : start + length].toreadonly() if readonly else view[start : start + length]
         for start, length, readonly in layout
     ]
-    # The views keep the mapping alive; once the last of them is collected it is unmapped.
-    return pickle.loads(inner, buffers=buffers)
+    try:
+        # The views keep the mapping alive; once the last of them is collected it is unmapped.
+        return pickle.loads(inner, buffers=buffers)
+    finally:
+        if mode == "recycle":
+            view[0] = _FREE  # bytes and bytearrays only: all copied out by now
 
 
 # -- what goes out of band ------------------------------------------------------------------------
@@ -266,19 +393,22 @@ def measure(obj: Any, depth: int) -> int:
     return size if isinstance(size, int) and size >= MIN_BUFFER else 0
 
 
-def wrap(obj: Any, depth: int) -> Any:
-    """``obj`` with its large bytes and bytearrays (down to ``depth``) wrapped to go out of band."""
+def wrap(obj: Any, depth: int, copied: set[int]) -> Any:
+    """``obj`` with its large bytes and bytearrays (down to ``depth``) wrapped to go out of band;
+    their ids go into ``copied`` (the receiver copies them out: see the spare segments)."""
     cls = type(obj)
     if cls is bytes or cls is bytearray:
-        return _OutOfBand(obj) if len(obj) >= MIN_BUFFER else obj
-    if depth <= 0:
-        return obj
-    if cls is tuple:
-        return tuple(wrap(item, depth - 1) for item in obj)
-    if cls is list:
-        return [wrap(item, depth - 1) for item in obj]
-    if cls is dict:
-        return {key: wrap(value, depth - 1) for key, value in obj.items()}
+        if len(obj) < MIN_BUFFER:
+            return obj
+        copied.add(id(obj))
+        return _OutOfBand(obj)
+    if depth > 0:
+        if cls is tuple:
+            return tuple(wrap(item, depth - 1, copied) for item in obj)
+        if cls is list:
+            return [wrap(item, depth - 1, copied) for item in obj]
+        if cls is dict:
+            return {key: wrap(value, depth - 1, copied) for key, value in obj.items()}
     return obj
 
 

@@ -107,6 +107,8 @@ def _no_leaks() -> Iterator[None]:
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
 
+    _shm.drop_spares()  # the free spares are a cache; a spare still in use is a leak
+
     def no_segments() -> bool:
         return not _shm.segments_of(os.getpid())
 

@@ -45,6 +45,12 @@ def _no_segments_of(pid: int) -> bool:
     return not _shm.segments_of(pid)
 
 
+def _in_use_here() -> int:
+    """Segments of this process some message still uses (free spares are dropped first)."""
+    _shm.drop_spares()
+    return len(_shm.segments_of(os.getpid()))
+
+
 # -- what arrives --------------------------------------------------------------------------------
 
 
@@ -117,7 +123,30 @@ def test_small_messages_stay_in_the_pipe() -> None:
         assert _serialize.loads(data)[1][0] == big
     finally:
         _shm.release(segments)
+    _shm.drop_spares()
     assert _shm.segments_of(os.getpid()) == []
+
+
+def test_spare_segments_are_reused_and_never_mixed_up(pool1: Pool) -> None:
+    """bytes are copied out on arrival, so their segments are reused: each message must still
+    arrive with its own contents, and the segments stay few."""
+    worker = pool1.submit(os.getpid).result(WAIT)
+    for seed in range(4):
+        name, size, crc, view = pool1.submit(shm_tasks.describe, shm_tasks.make("bytes", seed=seed)).result(
+            WAIT
+        )
+        assert ((name, size, crc), view) == (_expected("bytes", seed), False)
+        value = pool1.submit(shm_tasks.make, "bytearray", shm_tasks.SIZE, 10 + seed).result(WAIT)
+        assert shm_tasks.describe(value)[:3] == _expected("bytearray", 10 + seed)
+    # One spare for the arguments, two if a done-callback had not freed it before the next call.
+    assert 1 <= len(_shm.segments_of(os.getpid())) <= _shm.MAX_SPARES
+    wait_until(lambda: _in_use_here() == 0, WAIT, "the arguments' spares to be free")
+    assert len(_shm.segments_of(worker)) == 1  # the worker's spare, for its next result
+    # An array arrives as a view, so its message never goes into a spare: it would be overwritten.
+    array = pool1.submit(shm_tasks.make, "numpy", shm_tasks.SIZE, 3).result(WAIT)
+    again = pool1.submit(shm_tasks.make, "bytes", shm_tasks.SIZE, 4).result(WAIT)
+    assert shm_tasks.describe(array)[:3] == _expected("numpy", 3)
+    assert shm_tasks.describe(again)[:3] == _expected("bytes", 4)
 
 
 def test_full_shared_memory_falls_back_to_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,6 +177,7 @@ def test_sync_and_thread_backends(backend: str, kind: str) -> None:
     assert describe(shm_tasks.make(kind)).result(WAIT)[:3] == _expected(kind)
     make = parallel(backend=backend)(shm_tasks.make)
     assert shm_tasks.describe(make(kind, shm_tasks.SIZE, 3).result(WAIT))[:3] == _expected(kind, 3)
+    _shm.drop_spares()
     assert _shm.segments_of(os.getpid()) == []
 
 
@@ -174,21 +204,21 @@ def test_timed_out_task_releases_its_argument(pool: Pool) -> None:
     assert _shm.segments_of(os.getpid())  # made at submit time, in this process
     with pytest.raises(TaskTimeout):
         future.result(WAIT)
-    wait_until(lambda: _no_segments_of(os.getpid()), WAIT, "the argument's segment to be unlinked")
+    wait_until(lambda: _in_use_here() == 0, WAIT, "the argument's segment to be released")
 
 
 def test_cancelled_tasks_release_their_arguments(start_method: str) -> None:
     with Pool(1, start_method=start_method) as pool:
         running = pool.submit(shm_tasks.sleep_with, shm_tasks.make("bytes"), 60)
         queued = pool.submit(shm_tasks.sleep_with, shm_tasks.make("bytearray"), 60)
-        assert len(_shm.segments_of(os.getpid())) == 2
+        assert _in_use_here() == 2
         assert queued.cancel()
-        wait_until(lambda: len(_shm.segments_of(os.getpid())) == 1, WAIT, "the queued task's segment to go")
+        wait_until(lambda: _in_use_here() == 1, WAIT, "the queued task's segment to be released")
         wait_until(running.running, WAIT, "the first task to start")
         assert running.cancel()
         with pytest.raises(concurrent.futures.CancelledError):
             running.result(WAIT)
-        wait_until(lambda: _no_segments_of(os.getpid()), WAIT, "the running task's segment to go")
+        wait_until(lambda: _in_use_here() == 0, WAIT, "the running task's segment to be released")
 
 
 def test_retry_after_a_crash_sees_the_original_argument(default_start_method: str, tmp_path: Path) -> None:
