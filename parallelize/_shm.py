@@ -162,12 +162,15 @@ MAX_SPARE_BYTES = 256 << 20  # per process; a message larger than this gets a on
 
 
 class _Spare:
-    __slots__ = ("capacity", "mapping", "name")
+    __slots__ = ("capacity", "fd", "filled", "mapping", "name")
 
-    def __init__(self, name: str, capacity: int, mapping: mmap.mmap) -> None:
+    def __init__(self, name: str, capacity: int, fd: int) -> None:
         self.name = name
         self.capacity = capacity
-        self.mapping = mapping  # ours, shared, kept mapped (and so warm) for the next message
+        self.fd = fd
+        # Ours, shared, kept mapped: once written through, its page tables stay filled (warm).
+        self.mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED)
+        self.filled = False  # the first message is written with pwrite, see share()
 
 
 _spares: dict[str, _Spare] = {}  # guarded by _spares_lock; oldest first
@@ -189,9 +192,14 @@ def _take_spare(size: int) -> _Spare | None:
                 _drop(spare)
         if not _room_for(size):
             return None
-    name, mapping = _create(size)
-    mapping[0] = _BUSY
-    spare = _Spare(name, size, mapping)
+    name, fd = _create(size)
+    try:
+        spare = _Spare(name, size, fd)
+    except BaseException:
+        os.close(fd)
+        unlink(name)
+        raise
+    spare.mapping[0] = _BUSY
     with _spares_lock:
         _spares[name] = spare
         _register_exit_hook()
@@ -207,6 +215,7 @@ def _drop(spare: _Spare) -> None:
     del _spares[spare.name]
     unlink(spare.name)
     spare.mapping.close()
+    os.close(spare.fd)
 
 
 def _register_exit_hook() -> None:
@@ -233,6 +242,9 @@ def _after_fork_in_child() -> None:
     # The spares are the parent's: its messages, its names (our pid is not in them).
     global _spares_lock, _exit_hook
     _spares_lock = threading.Lock()
+    for spare in _spares.values():
+        spare.mapping.close()
+        os.close(spare.fd)
     _spares.clear()
     _exit_hook = False
 
@@ -244,27 +256,33 @@ if hasattr(os, "register_at_fork"):
 # -- sending --------------------------------------------------------------------------------------
 
 
-def _create(size: int) -> tuple[str, mmap.mmap]:
-    """A new segment of ``size`` bytes, its pages reserved, registered, and mapped shared."""
+def _create(size: int) -> tuple[str, int]:
+    """A new segment of ``size`` bytes, its pages reserved and registered; returns its descriptor."""
     assert _posixshmem is not None
     tracked = _can_track()
     name = _name(tracked)
     fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        try:
-            # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
-            # ftruncate would succeed and the first write to a missing page would raise SIGBUS.
-            os.posix_fallocate(fd, 0, size)
-            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-        finally:
-            os.close(fd)
+        # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
+        # ftruncate would succeed and the first touch of a missing page would raise SIGBUS.
+        os.posix_fallocate(fd, 0, size)
     except BaseException:
+        os.close(fd)
         _posixshmem.shm_unlink(name)
         raise
     # Registered before any reference to it exists, so a SIGKILL from here on cannot leak it.
     if tracked:
         _track(name)
-    return name, mapping
+    return name, fd
+
+
+def _write(fd: int, layout: list[tuple[int, int, bool]], raws: list[memoryview]) -> None:
+    # pwrite rather than a mapping for fresh pages: the kernel copies straight into them, where a
+    # mapping would take a page fault per 4 KiB page (that costs more than the copy here).
+    for (start, length, _), raw in zip(layout, raws, strict=True):
+        done = 0
+        while done < length:
+            done += os.pwrite(fd, raw[done:], start + done)
 
 
 def share(
@@ -278,30 +296,36 @@ def share(
     copied out on loading, so a spare segment may carry the message. Raises OSError when there is
     no room in /dev/shm.
     """
-    raws = [buffer.raw() for buffer in buffers]
+    raws = [buffer.raw().cast("B") for buffer in buffers]
     layout: list[tuple[int, int, bool]] = []
     size = _HEADER
     for raw in raws:
         layout.append((size, raw.nbytes, raw.readonly))
         size = (size + raw.nbytes + _ALIGN - 1) & ~(_ALIGN - 1)
     spare = _take_spare(size) if recyclable and size <= MAX_SPARE_BYTES else None
-    if spare is not None:
-        name, mapping, mode = spare.name, spare.mapping, "recycle" if handover else "keep"
-    else:
-        (name, mapping), mode = _create(size), "handover" if handover else "keep"
-    try:
-        with memoryview(mapping) as view:
-            for (start, length, _), raw in zip(layout, raws, strict=True):
-                view[start : start + length] = raw
-    except BaseException:
-        if spare is None:
+    if spare is None:
+        name, fd = _create(size)
+        mode = "handover" if handover else "keep"
+        try:
+            _write(fd, layout, raws)
+        except BaseException:
             unlink(name)
-        else:
+            raise
+        finally:
+            os.close(fd)
+    else:
+        name, mode = spare.name, "recycle" if handover else "keep"
+        try:
+            if spare.filled:  # warm: a plain copy into pages this process has mapped already
+                with memoryview(spare.mapping) as view:
+                    for (start, length, _), raw in zip(layout, raws, strict=True):
+                        view[start : start + length] = raw
+            else:
+                _write(spare.fd, layout, raws)
+                spare.filled = True
+        except BaseException:
             release([name])
-        raise
-    finally:
-        if spare is None:
-            mapping.close()
+            raise
     return pickle.dumps(_Reference(name, size, inner, layout, mode), pickle.HIGHEST_PROTOCOL), name
 
 
