@@ -147,11 +147,11 @@ def segments_of(pid: int) -> list[str]:
 
 # -- spare segments -------------------------------------------------------------------------------
 #
-# Fresh tmpfs pages cost more than the copy itself (allocating, zeroing and mapping 64 MiB takes
-# longer than copying 64 MiB into memory already mapped), so a process keeps a few segments and
-# reuses them, but only for messages whose buffers are all copied out when they are loaded (bytes
-# and bytearray): then no view can outlive the load, and reusing the memory cannot change what
-# anyone holds. Byte 0 of a segment says whether it is in use; the sender sets it under
+# Fresh tmpfs pages cost more than the copy itself (allocating and zeroing 64 MiB took ~55 ms
+# here, pwrite into pages that exist ~20 ms), so a process keeps a few segments and reuses them,
+# but only for messages whose buffers are all copied out when they are loaded (bytes and
+# bytearray): then no view can outlive the load, and reusing the memory cannot change what anyone
+# holds. Byte 0 of a segment says whether it is in use; the sender sets it under
 # _spares_lock, and whoever is done with the message clears it: the receiver of a result right
 # after loading it, the caller of an argument when its task is settled (``release``).
 
@@ -162,15 +162,13 @@ MAX_SPARE_BYTES = 256 << 20  # per process; a message larger than this gets a on
 
 
 class _Spare:
-    __slots__ = ("capacity", "fd", "filled", "mapping", "name")
+    __slots__ = ("capacity", "fd", "mapping", "name")
 
     def __init__(self, name: str, capacity: int, fd: int) -> None:
         self.name = name
         self.capacity = capacity
-        self.fd = fd
-        # Ours, shared, kept mapped: once written through, its page tables stay filled (warm).
-        self.mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED)
-        self.filled = False  # the first message is written with pwrite, see share()
+        self.fd = fd  # messages are written with pwrite; the mapping is for the state byte
+        self.mapping = mmap.mmap(fd, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
 
 
 _spares: dict[str, _Spare] = {}  # guarded by _spares_lock; oldest first
@@ -314,15 +312,11 @@ def share(
         finally:
             os.close(fd)
     else:
+        # pwrite even into a spare's pages: through its mapping, a copy is faster only once the
+        # mapping's page tables are filled, and filling them costs more than pwrite saves.
         name, mode = spare.name, "recycle" if handover else "keep"
         try:
-            if spare.filled:  # warm: a plain copy into pages this process has mapped already
-                with memoryview(spare.mapping) as view:
-                    for (start, length, _), raw in zip(layout, raws, strict=True):
-                        view[start : start + length] = raw
-            else:
-                _write(spare.fd, layout, raws)
-                spare.filled = True
+            _write(spare.fd, layout, raws)
         except BaseException:
             release([name])
             raise
