@@ -86,16 +86,22 @@ def dumps(obj: object) -> bytes:
     return data
 
 
-def dumps_shared(obj: object, depth: int, keep: list[str] | None = None) -> bytes:
+def dumps_shared(obj: object, depth: int, keep: list[str] | None = None, *, sampled: bool = False) -> bytes:
     """``dumps``, but large buffers down to ``depth`` containers deep travel in shared memory.
 
     With ``keep`` (arguments), the segment is the caller's: its name is appended to ``keep`` and
     the caller unlinks it with ``_shm.release`` when the task is done, so re-sends can map it
     again. Without (results), the receiver unlinks it as it loads the message. The small-message
-    path costs one ``_shm.measure`` walk over the top of the message and nothing else.
+    path costs a sampled ``_shm.measure`` over the top of the message and a length check: a
+    message the sample finds small is measured in full only if its plain pickle is large.
+    ``sampled``: the caller has looked already and found nothing large.
     """
-    if not _shm.AVAILABLE or _shm.measure(obj, depth) < _shm.THRESHOLD:
+    if not _shm.AVAILABLE:
         return dumps(obj)
+    if sampled or _shm.measure(obj, depth, sample=True) < _shm.THRESHOLD:
+        data = dumps(obj)
+        if len(data) < _shm.THRESHOLD or _shm.measure(obj, depth) < _shm.THRESHOLD:
+            return data
     copied: set[int] = set()
     wrapped = _shm.wrap(obj, depth, copied)
     collect = _Collect(copied)
@@ -378,8 +384,10 @@ def encode_call(
     """
     message = (handle.key, args, kwargs, retries, retry_on)
     try:
+        if segments is None:
+            return dumps(message)
         # depth 3: message, args tuple / kwargs dict, each argument, one container into it
-        return dumps(message) if segments is None else dumps_shared(message, 3, segments)
+        return dumps_shared(message, 3, segments, sampled=_shm.only_atoms(args, kwargs))
     except Exception as exc:
         raise _argument_error(handle, args, kwargs, exc) from exc
 

@@ -385,20 +385,40 @@ def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]
 # band by themselves under protocol 5.
 
 
-def measure(obj: Any, depth: int) -> int:
+_ATOMS = frozenset({int, float, str, bool, type(None), complex, type})
+_SAMPLE = 4  # items of a long list or tuple that ``measure(sample=True)`` looks at
+
+
+def only_atoms(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True for the common call: numbers, strings and the like only (the cheapest check there is)."""
+    for value in args:
+        if type(value) not in _ATOMS:
+            return False
+    return not kwargs or all(type(value) in _ATOMS for value in kwargs.values())
+
+
+def measure(obj: Any, depth: int, sample: bool = False) -> int:
     """Bytes in the large buffers of ``obj`` and its containers down to ``depth`` levels.
 
     This runs on every task, so it allocates nothing and does little more than a type check per
-    element (exact types: a subclass may pickle itself its own way). A memoryview always counts as
-    THRESHOLD: only the buffer pickler can send one.
+    element (exact types: a subclass may pickle itself its own way); with ``sample``, it looks at
+    the first few items of long lists only (a map chunk of 10,000 items costs what one of 4 does).
+    A memoryview always counts as THRESHOLD: only the buffer pickler can send one.
     """
     cls = type(obj)
+    if cls in _ATOMS:
+        return 0
     if cls is tuple or cls is list or cls is dict:
         if depth <= 0:
             return 0
         total = 0
-        for item in obj.values() if cls is dict else obj:
-            total += measure(item, depth - 1)
+        if cls is dict:
+            obj = obj.values()
+        elif sample and len(obj) > _SAMPLE:
+            obj = obj[:_SAMPLE]
+        for item in obj:
+            if type(item) not in _ATOMS:
+                total += measure(item, depth - 1, sample)
         return total
     if cls is bytes or cls is bytearray:
         size = len(obj)
