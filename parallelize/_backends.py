@@ -22,9 +22,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from . import _shm
 from ._errors import PoolClosed, SerializationError
 from ._futures import Future
-from ._serialize import FunctionHandle, dumps, encode_call, encode_chunk, loads, type_name
+from ._serialize import FunctionHandle, dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
@@ -46,7 +47,7 @@ def submit_call(
 ) -> Future[Any]:
     task = Task(handle, args, kwargs, Future(), options=options)
     backend._encode(task)
-    backend._enqueue(task)
+    _enqueue(backend, task)
     return task.future
 
 
@@ -55,17 +56,33 @@ def submit_chunk(
 ) -> Future[Any]:
     task = Task(handle, (), {}, Future(), items=items, options=options)
     backend._encode(task)
-    backend._enqueue(task)
+    _enqueue(backend, task)
     return task.future
+
+
+def _enqueue(backend: Backend, task: Task) -> None:
+    try:
+        backend._enqueue(task)
+    except BaseException:
+        # Nobody will ever see this future: cancelling it runs its done-callbacks, which unlink
+        # the shared memory its arguments were encoded into.
+        task.future.cancel()
+        raise
 
 
 def encode(task: Task) -> None:
     """Pickle a task for a process boundary (the process and sync backends)."""
     retries, retry_on = task.options.retries, task.options.retry_on
+    segments: list[str] = []
     if task.items is None:
-        task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on)
+        task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on, segments)
     else:
-        task.payload = encode_chunk(task.function, task.items, retries, retry_on)
+        task.payload = encode_chunk(task.function, task.items, retries, retry_on, segments)
+    if segments:
+        # Large arguments went into shared memory owned by this process. A retry or a re-send
+        # after a crash maps the same segment again, so it lives until the task is settled
+        # (done, failed or cancelled), whichever thread settles it.
+        task.future.add_done_callback(lambda _: _shm.release(segments))
 
 
 def _attempts(function: Callable[..., Any], options: TaskOptions) -> Callable[..., Any]:
@@ -187,7 +204,7 @@ class SyncBackend:
 
 def _round_trip(task: Task, value: object) -> object:
     try:
-        return loads(dumps(value))
+        return loads(dumps_shared(value, 1))  # large results take shared memory, as from a worker
     except Exception as exc:
         raise SerializationError(
             f"the result of {task.function.label} ({type_name(value)}) could not be pickled: "

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
 from . import _protocol as wire
+from . import _shm
 from ._channel import KILL_GRACE, WorkerHandle, start_worker
 from ._errors import (
     ParallelizeError,
@@ -651,6 +652,9 @@ class Dispatcher:
         if worker in self._idle:
             self._idle.remove(worker)
         worker.close()
+        # Result segments the dead worker made and nobody loaded (it died before sending, or its
+        # answer arrived after its task was cancelled): its messages have all been read by now.
+        _shm.sweep(worker.pid)
 
     # -- the end ------------------------------------------------------------------------------------
 

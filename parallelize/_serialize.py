@@ -13,6 +13,11 @@ Functions travel two ways:
 
 Plain pickle is tried first everywhere because it is fast; cloudpickle is the fallback for what it
 refuses (lambdas, local classes). Workers import this module, so cloudpickle is imported lazily.
+
+Arguments and results with large buffers (bytes, bytearray, memoryview, numpy arrays: at least
+``_shm.THRESHOLD`` bytes of them near the top of the message) go through shared memory instead of
+the pipe: ``dumps_shared`` pickles them out of band and ``_shm`` copies them into one segment.
+Everything else (and every message when shared memory is unavailable or full) takes the pipe.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _shm
 from ._errors import SerializationError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -78,6 +84,83 @@ def dumps(obj: object) -> bytes:
             return dumps_by_value(obj)
         data = buffer.getvalue()
     return data
+
+
+def dumps_shared(obj: object, depth: int, keep: list[str] | None = None, *, sampled: bool = False) -> bytes:
+    """``dumps``, but large buffers down to ``depth`` containers deep travel in shared memory.
+
+    With ``keep`` (arguments), the segment is the caller's: its name is appended to ``keep`` and
+    the caller unlinks it with ``_shm.release`` when the task is done, so re-sends can map it
+    again. Without (results), the receiver unlinks it as it loads the message. The small-message
+    path costs a sampled ``_shm.measure`` over the top of the message and a length check: a
+    message the sample finds small is measured in full only if its plain pickle is large.
+    ``sampled``: the caller has looked already and found nothing large.
+    """
+    if not _shm.AVAILABLE:
+        return dumps(obj)
+    if sampled or _shm.measure(obj, depth, sample=True) < _shm.THRESHOLD:
+        data = dumps(obj)
+        if len(data) < _shm.THRESHOLD or _shm.measure(obj, depth) < _shm.THRESHOLD:
+            return data
+    copied: set[int] = set()
+    wrapped = _shm.wrap(obj, depth, copied)
+    collect = _Collect(copied)
+    try:
+        inner = _dumps_out_of_band(wrapped, collect)
+    except Exception:  # noqa: BLE001 - the plain path raises the same error, or names the culprit
+        return dumps(obj)
+    if not collect.buffers:
+        return inner  # every buffer was small after all: an ordinary pickle
+    try:
+        data, name = _shm.share(inner, collect.buffers, handover=keep is None, recyclable=collect.recyclable)
+    except OSError as exc:  # /dev/shm full or missing: the pipe still works, only slower
+        _log_no_room(exc)
+        return _dumps_out_of_band(wrapped, _shm.in_band)
+    if keep is not None:
+        keep.append(name)
+    return data
+
+
+class _Collect:
+    """The pickler's buffer_callback: large buffers leave the pickle, small ones stay in it."""
+
+    def __init__(self, copied: set[int]) -> None:
+        self.buffers: list[pickle.PickleBuffer] = []
+        self.copied = copied  # ids of the bytes and bytearrays the receiver will copy out
+        self.recyclable = True  # no buffer arrives as a view (see _shm's spare segments)
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        try:
+            with buffer.raw() as raw:
+                if raw.nbytes < _shm.MIN_BUFFER:
+                    return True
+                if id(raw.obj) not in self.copied:
+                    self.recyclable = False
+        except BufferError:  # not contiguous: the pickler itself explains why it cannot send it
+            return True
+        self.buffers.append(buffer)
+        return False
+
+
+def _dumps_out_of_band(obj: object, callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        _BufferPickler(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
+    except _SendByValue:
+        if isinstance(callback, _Collect):
+            callback.buffers.clear()
+            callback.recyclable = True
+        buffer = io.BytesIO()
+        _by_value_pickler(buffers=True)(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
+    return buffer.getvalue()
+
+
+def _log_no_room(exc: OSError) -> None:
+    import logging
+
+    logging.getLogger("parallelize").warning(
+        "no room in shared memory (%s); a large message goes through the pipe instead", exc
+    )
 
 
 # -- what lives in __main__ ---------------------------------------------------------------------
@@ -128,6 +211,16 @@ class _MainAwarePickler(pickle.Pickler):
         return NotImplemented
 
 
+class _BufferPickler(_MainAwarePickler):
+    """The main-aware pickler that can also send memoryviews (out of band, see ``_shm``)."""
+
+    def reducer_override(self, obj: object) -> Any:
+        reduction = _shm.reduce_memoryview(obj)
+        if reduction is not None:
+            return reduction
+        return super().reducer_override(obj)
+
+
 def dumps_by_value(obj: object) -> bytes:
     """Pickle with cloudpickle, which sends functions and classes of ``__main__`` by value.
 
@@ -141,11 +234,15 @@ def dumps_by_value(obj: object) -> bytes:
 
 
 @functools.cache
-def _by_value_pickler() -> type[Any]:
+def _by_value_pickler(buffers: bool = False) -> type[Any]:
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):
         def reducer_override(self, obj: object) -> Any:
+            if buffers:
+                reduction = _shm.reduce_memoryview(obj)
+                if reduction is not None:
+                    return reduction
             if is_proxy(obj):
                 return obj.__reduce_ex__(PROTOCOL)
             if (
@@ -281,10 +378,19 @@ def encode_call(
     kwargs: dict[str, Any],
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
+    segments: list[str] | None = None,
 ) -> bytes:
-    """Pickle one call; on failure, name the argument that cannot be pickled."""
+    """Pickle one call; on failure, name the argument that cannot be pickled.
+
+    With ``segments``, large buffers among the arguments (or one container into them) go through
+    shared memory, and the names of the segments made are appended to it (see ``dumps_shared``).
+    """
+    message = (handle.key, args, kwargs, retries, retry_on)
     try:
-        return dumps((handle.key, args, kwargs, retries, retry_on))
+        if segments is None:
+            return dumps(message)
+        # depth 3: message, args tuple / kwargs dict, each argument, one container into it
+        return dumps_shared(message, 3, segments, sampled=_shm.only_atoms(args, kwargs))
     except Exception as exc:
         raise _argument_error(handle, args, kwargs, exc) from exc
 
@@ -294,9 +400,12 @@ def encode_chunk(
     items: list[tuple[Any, ...]],
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
+    segments: list[str] | None = None,
 ) -> bytes:
+    message = (handle.key, items, retries, retry_on)
     try:
-        return dumps((handle.key, items, retries, retry_on))
+        # depth 4: message, items, one item's arguments, each argument, one container into it
+        return dumps(message) if segments is None else dumps_shared(message, 4, segments)
     except Exception as exc:
         for args in items:
             _check_arguments(handle, args, {}, exc)

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _protocol as wire
 from ._errors import SerializationError
-from ._serialize import FunctionKey, dumps, loads, resolve, type_name
+from ._serialize import FunctionKey, dumps, dumps_shared, loads, resolve, type_name
 
 # True in a worker process. Decorated functions called here run inline rather than start a pool
 # of their own inside the pool (see _config.default_backend).
@@ -206,7 +206,8 @@ def _run_call(
     if not ok:
         return wire.ERROR, task_id, dumps(_envelope(value)), attempt
     try:
-        return wire.RESULT, task_id, dumps(value), attempt
+        # large buffers in the value (or one container into it) go through shared memory
+        return wire.RESULT, task_id, dumps_shared(value, 1), attempt
     except Exception as exc:  # noqa: BLE001 - an unpicklable result fails its own future only
         error = _unpicklable_result(key, function, value, exc)
         return wire.ERROR, task_id, dumps(_envelope(error)), attempt
@@ -234,7 +235,7 @@ def _run_chunk(
             values.append(None)
             errors[index] = _envelope(value)
     try:
-        data = dumps((values, errors, time.perf_counter() - started))
+        data = dumps_shared((values, errors, time.perf_counter() - started), 3)
     except Exception:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
         for index, value in enumerate(values):
             try:
@@ -265,7 +266,7 @@ def _run_each(
         data = None
         if ok:
             try:
-                data = dumps((True, value))
+                data = dumps_shared((True, value), 2)
             except Exception as exc:  # noqa: BLE001 - fails this item only
                 value = _unpicklable_result(key, function, value, exc)
         if data is None:

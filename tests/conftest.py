@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 import parallelize
-from parallelize import _config
+from parallelize import _config, _shm
 
 START_METHODS = ["forkserver", "spawn"] if sys.platform.startswith("linux") else ["spawn"]
 
@@ -106,6 +106,16 @@ def _no_leaks() -> Iterator[None]:
         return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
+
+    _shm.drop_spares()  # the free spares are a cache; a spare still in use is a leak
+
+    def no_segments() -> bool:
+        return not _shm.segments_of(os.getpid())
+
+    # Argument segments are unlinked by a done-callback, which may run just after result() returns.
+    wait_until(
+        no_segments, LEAK_DEADLINE, f"shared memory to be unlinked (left: {_shm.segments_of(os.getpid())})"
+    )
 
 
 @pytest.fixture(params=START_METHODS)

@@ -1,0 +1,476 @@
+"""Large buffers through POSIX shared memory instead of the pipe.
+
+A 64 MiB argument through a pipe is copied about five times (pickle, header, kernel in, kernel out,
+unpickle). Here the pickle is made with protocol 5, so buffers (bytes, bytearray, memoryview, numpy
+arrays) are handed over *out of band* instead of being copied into it; they are copied once into
+one new shared-memory segment, and the message that travels through the pipe is a small pickle
+of a reference to that segment::
+
+    sender: obj --pickle 5--> small pickle + [buffers] --copy--> segment /pz?-<pid>-<n>-<random>
+                                       |
+    pipe:            Reference(name, layout, small pickle)   (a few hundred bytes)
+                                       |
+    receiver: loads() -> _load(): map the segment, pickle.loads(small, buffers=[views into it])
+
+Every ``loads`` in the package works unchanged: the reference unpickles itself. numpy arrays and
+memoryviews arrive as views on the mapping (no copy; the mapping lives as long as they do), bytes
+and bytearray cost one copy out.
+
+Who removes a segment from /dev/shm (it outlives every process unless someone unlinks it):
+
+* an argument's segment belongs to the caller's process, which unlinks it when the task's future
+  is done: retries and re-sends after a crash map the same segment again. Workers map arguments
+  privately (copy-on-write), so a task that writes into its argument never changes what a retry
+  sees.
+* a result's segment is handed over: the receiver unlinks it as soon as it has mapped it.
+* a worker that dies between creating a result segment and the parent reading it: the dispatcher
+  sweeps /dev/shm for the dead worker's pid (segment names carry their creator's pid).
+* a parent killed by SIGKILL: every segment is registered with multiprocessing's resource tracker,
+  a separate process that spawn and forkserver workers share with the parent (they inherit its
+  pipe). It unlinks whatever is still registered once the last of them has exited. A fork worker
+  started before the tracker existed has none; its segments are swept by pid instead, and carry
+  "u" (untracked) in their names, so nobody unregisters what was never registered (the tracker
+  prints a traceback for that).
+
+We use ``_posixshmem`` and ``mmap`` directly rather than ``SharedMemory``: we need the descriptor
+for ``posix_fallocate`` (a full /dev/shm then fails here, and the message goes through the pipe,
+instead of a SIGBUS on first touch), our own names for the sweep, private mappings for arguments,
+and control of tracking (3.10-3.12 register every *attach* too; only 3.13 has ``track=False``).
+
+Imported by workers: standard library only, and nothing heavy at import time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import pickle
+import sys
+import threading
+from typing import Any
+
+try:
+    import _posixshmem
+except ImportError:  # not a POSIX system: everything goes through the pipe
+    _posixshmem = None  # type: ignore[assignment]
+
+AVAILABLE = _posixshmem is not None and sys.platform.startswith("linux") and hasattr(os, "posix_fallocate")
+
+# A message shares its buffers when those of at least MIN_BUFFER bytes add up to THRESHOLD. Below
+# a few hundred KiB the pipe is as fast (its copies stay in cache, and a segment costs a handful of
+# system calls and a tracker message on each side); from 1 MiB on, shared memory wins clearly (see
+# the README). Smaller buffers in a shared message stay inside the pickle.
+THRESHOLD = 1 << 20
+MIN_BUFFER = 64 << 10
+_ALIGN = 64  # every buffer starts on a cache line (and numpy's alignment needs are met)
+
+_DIR = "/dev/shm"
+_counter = itertools.count()
+
+
+def _name(tracked: bool) -> str:
+    # pid for the sweep, a counter for uniqueness in this process, random bits in case a dead
+    # process with our (reused) pid left a segment behind.
+    return f"/pz{'t' if tracked else 'u'}-{os.getpid()}-{next(_counter)}-{os.urandom(3).hex()}"
+
+
+# -- the resource tracker -------------------------------------------------------------------------
+
+
+def _can_track() -> bool:
+    """True if this process shares the parent's resource tracker, or is the parent.
+
+    A worker must never start a tracker of its own: it would die with the worker and unlink the
+    results the parent has not read yet.
+    """
+    from multiprocessing import parent_process, resource_tracker
+
+    return parent_process() is None or resource_tracker._resource_tracker._fd is not None  # type: ignore[attr-defined]
+
+
+def _track(name: str) -> None:
+    from multiprocessing import resource_tracker
+
+    resource_tracker.register(name, "shared_memory")
+
+
+def _untrack(name: str) -> None:
+    if name.startswith("/pzt-"):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(name, "shared_memory")
+
+
+def unlink(name: str) -> None:
+    """Remove a segment (mappings of it stay valid); no error if it is gone already."""
+    assert _posixshmem is not None
+    try:
+        _posixshmem.shm_unlink(name)
+    except FileNotFoundError:
+        return
+    _untrack(name)
+
+
+def release(names: list[str]) -> None:
+    """An argument's task is settled: unlink its segments, or make its spare free again."""
+    for name in names:
+        with _spares_lock:
+            spare = _spares.get(name)
+            if spare is not None:
+                spare.mapping[0] = _FREE
+                continue
+        unlink(name)
+
+
+def sweep(pid: int) -> None:
+    """Unlink every segment a dead process ``pid`` created and nobody took over."""
+    if not AVAILABLE:
+        return
+    try:
+        entries = os.listdir(_DIR)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith((f"pzt-{pid}-", f"pzu-{pid}-")):
+            unlink("/" + entry)
+
+
+def segments_of(pid: int) -> list[str]:
+    """Names of the segments of process ``pid`` still in /dev/shm (for tests and diagnostics)."""
+    try:
+        entries = os.listdir(_DIR)
+    except OSError:
+        return []
+    return sorted(e for e in entries if e.startswith((f"pzt-{pid}-", f"pzu-{pid}-")))
+
+
+# -- spare segments -------------------------------------------------------------------------------
+#
+# Fresh tmpfs pages cost more than the copy itself (allocating and zeroing 64 MiB took ~55 ms
+# here, pwrite into pages that exist ~20 ms), so a process keeps a few segments and reuses them,
+# but only for messages whose buffers are all copied out when they are loaded (bytes and
+# bytearray): then no view can outlive the load, and reusing the memory cannot change what anyone
+# holds. Byte 0 of a segment says whether it is in use; the sender sets it under
+# _spares_lock, and whoever is done with the message clears it: the receiver of a result right
+# after loading it, the caller of an argument when its task is settled (``release``).
+
+_HEADER = 64  # the state byte, padded so that buffers stay aligned
+_FREE, _BUSY = 0, 1
+MAX_SPARES = 2
+MAX_SPARE_BYTES = 256 << 20  # per process; a message larger than this gets a one-off segment
+
+
+class _Spare:
+    __slots__ = ("capacity", "fd", "mapping", "name")
+
+    def __init__(self, name: str, capacity: int, fd: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.fd = fd  # messages are written with pwrite; the mapping is for the state byte
+        self.mapping = mmap.mmap(fd, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+
+
+_spares: dict[str, _Spare] = {}  # guarded by _spares_lock; oldest first
+_spares_lock = threading.Lock()
+_exit_hook = False  # guarded by _spares_lock
+
+
+def _take_spare(size: int) -> _Spare | None:
+    """A free spare of at least ``size`` bytes, marked busy; or a new one; or None (no room)."""
+    with _spares_lock:
+        for spare in _spares.values():
+            if spare.capacity >= size and spare.mapping[0] == _FREE:
+                spare.mapping[0] = _BUSY
+                return spare
+        for spare in list(_spares.values()):  # oldest first: make room by dropping free ones
+            if _room_for(size):
+                break
+            if spare.mapping[0] == _FREE:
+                _drop(spare)
+        if not _room_for(size):
+            return None
+    name, fd = _create(size)
+    try:
+        spare = _Spare(name, size, fd)
+    except BaseException:
+        os.close(fd)
+        unlink(name)
+        raise
+    spare.mapping[0] = _BUSY
+    with _spares_lock:
+        _spares[name] = spare
+        _register_exit_hook()
+    return spare
+
+
+def _room_for(size: int) -> bool:
+    held = sum(spare.capacity for spare in _spares.values())
+    return len(_spares) < MAX_SPARES and held + size <= MAX_SPARE_BYTES
+
+
+def _drop(spare: _Spare) -> None:
+    del _spares[spare.name]
+    unlink(spare.name)
+    spare.mapping.close()
+    os.close(spare.fd)
+
+
+def _register_exit_hook() -> None:
+    # The parent unlinks its spares at exit (the tracker would too, with a warning). A worker
+    # never gets here through atexit (multiprocessing ends it with os._exit): the dispatcher
+    # sweeps its segments once it is gone.
+    global _exit_hook
+    if not _exit_hook:
+        import atexit
+
+        atexit.register(drop_spares)
+        _exit_hook = True
+
+
+def drop_spares() -> None:
+    """Unlink the spares no message is using (at exit, and for tests that count segments)."""
+    with _spares_lock:
+        for spare in list(_spares.values()):
+            if spare.mapping[0] == _FREE:
+                _drop(spare)
+
+
+def _after_fork_in_child() -> None:
+    # The spares are the parent's: its messages, its names (our pid is not in them).
+    global _spares_lock, _exit_hook
+    _spares_lock = threading.Lock()
+    for spare in _spares.values():
+        spare.mapping.close()
+        os.close(spare.fd)
+    _spares.clear()
+    _exit_hook = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+
+def _create(size: int) -> tuple[str, int]:
+    """A new segment of ``size`` bytes, its pages reserved and registered; returns its descriptor."""
+    assert _posixshmem is not None
+    tracked = _can_track()
+    name = _name(tracked)
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
+        # ftruncate would succeed and the first touch of a missing page would raise SIGBUS.
+        os.posix_fallocate(fd, 0, size)
+    except BaseException:
+        os.close(fd)
+        _posixshmem.shm_unlink(name)
+        raise
+    # Registered before any reference to it exists, so a SIGKILL from here on cannot leak it.
+    if tracked:
+        _track(name)
+    return name, fd
+
+
+def _write(fd: int, layout: list[tuple[int, int, bool]], raws: list[memoryview]) -> None:
+    # pwrite rather than a mapping for fresh pages: the kernel copies straight into them, where a
+    # mapping would take a page fault per 4 KiB page (that costs more than the copy here).
+    for (start, length, _), raw in zip(layout, raws, strict=True):
+        done = 0
+        while done < length:
+            done += os.pwrite(fd, raw[done:], start + done)
+
+
+def share(
+    inner: bytes, buffers: list[pickle.PickleBuffer], *, handover: bool, recyclable: bool
+) -> tuple[bytes, str]:
+    """Copy ``buffers`` into a segment; return the pickle that stands for the message, and the
+    segment's name.
+
+    ``handover``: the receiver is done with the segment once it has loaded the message (results);
+    otherwise the caller is, when it calls ``release`` (arguments). ``recyclable``: every buffer is
+    copied out on loading, so a spare segment may carry the message. Raises OSError when there is
+    no room in /dev/shm.
+    """
+    raws = [buffer.raw().cast("B") for buffer in buffers]
+    layout: list[tuple[int, int, bool]] = []
+    size = _HEADER
+    for raw in raws:
+        layout.append((size, raw.nbytes, raw.readonly))
+        size = (size + raw.nbytes + _ALIGN - 1) & ~(_ALIGN - 1)
+    spare = _take_spare(size) if recyclable and size <= MAX_SPARE_BYTES else None
+    if spare is None:
+        name, fd = _create(size)
+        mode = "handover" if handover else "keep"
+        try:
+            _write(fd, layout, raws)
+        except BaseException:
+            unlink(name)
+            raise
+        finally:
+            os.close(fd)
+    else:
+        # pwrite even into a spare's pages: through its mapping, a copy is faster only once the
+        # mapping's page tables are filled, and filling them costs more than pwrite saves.
+        name, mode = spare.name, "recycle" if handover else "keep"
+        try:
+            _write(spare.fd, layout, raws)
+        except BaseException:
+            release([name])
+            raise
+    return pickle.dumps(_Reference(name, size, inner, layout, mode), pickle.HIGHEST_PROTOCOL), name
+
+
+class _Reference:
+    """What travels through the pipe in place of a message whose buffers are in a segment."""
+
+    __slots__ = ("inner", "layout", "mode", "name", "size")
+
+    def __init__(
+        self, name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], mode: str
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.inner = inner
+        self.layout = layout
+        self.mode = mode  # "handover", "keep" or "recycle": see _load
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load, (self.name, self.size, self.inner, self.layout, self.mode))
+
+
+# -- receiving ------------------------------------------------------------------------------------
+
+
+def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]], mode: str) -> Any:
+    """Map the segment and unpickle the message with views into it (runs inside ``loads``).
+
+    ``mode``: "handover", the segment is ours now (unlink it); "keep", the sender's, which will
+    release it (an argument: map it copy-on-write, so a task that writes into it does not change
+    what a retry reads); "recycle", the sender's spare (mark it free once everything is copied out).
+    """
+    assert _posixshmem is not None
+    fd = _posixshmem.shm_open(name, os.O_RDWR, 0)
+    try:
+        if mode == "handover":
+            # Unlink before anything can fail, so nothing leaks. The pages live on until the
+            # mapping (and every view of it) is gone.
+            unlink(name)
+        if mode == "keep":
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        else:
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+    finally:
+        os.close(fd)
+    view = memoryview(mapping)
+    buffers = [
+        view[start : start + length].toreadonly() if readonly else view[start : start + length]
+        for start, length, readonly in layout
+    ]
+    try:
+        # The views keep the mapping alive; once the last of them is collected it is unmapped.
+        return pickle.loads(inner, buffers=buffers)
+    finally:
+        if mode == "recycle":
+            view[0] = _FREE  # bytes and bytearrays only: all copied out by now
+
+
+# -- what goes out of band ------------------------------------------------------------------------
+#
+# The C pickler never calls reducer_override for exact bytes and bytearray (it has fast paths for
+# them), so those are wrapped before pickling, as deep as ``measure`` looks. memoryview (which plain
+# pickle refuses) goes through reducer_override at any depth; numpy arrays hand their buffer out of
+# band by themselves under protocol 5.
+
+
+_ATOMS = frozenset({int, float, str, bool, type(None), complex, type})
+_SAMPLE = 4  # items of a long list or tuple that ``measure(sample=True)`` looks at
+
+
+def only_atoms(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True for the common call: numbers, strings and the like only (the cheapest check there is)."""
+    for value in args:
+        if type(value) not in _ATOMS:
+            return False
+    return not kwargs or all(type(value) in _ATOMS for value in kwargs.values())
+
+
+def measure(obj: Any, depth: int, sample: bool = False) -> int:
+    """Bytes in the large buffers of ``obj`` and its containers down to ``depth`` levels.
+
+    This runs on every task, so it allocates nothing and does little more than a type check per
+    element (exact types: a subclass may pickle itself its own way); with ``sample``, it looks at
+    the first few items of long lists only (a map chunk of 10,000 items costs what one of 4 does).
+    A memoryview always counts as THRESHOLD: only the buffer pickler can send one.
+    """
+    cls = type(obj)
+    if cls in _ATOMS:
+        return 0
+    if cls is tuple or cls is list or cls is dict:
+        if depth <= 0:
+            return 0
+        total = 0
+        if cls is dict:
+            obj = obj.values()
+        elif sample and len(obj) > _SAMPLE:
+            obj = obj[:_SAMPLE]
+        for item in obj:
+            if type(item) not in _ATOMS:
+                total += measure(item, depth - 1, sample)
+        return total
+    if cls is bytes or cls is bytearray:
+        size = len(obj)
+    elif cls is memoryview:
+        size = max(obj.nbytes, THRESHOLD)
+    elif hasattr(cls, "__array_interface__"):  # numpy and compatible arrays
+        size = getattr(obj, "nbytes", 0)
+    else:
+        return 0
+    return size if isinstance(size, int) and size >= MIN_BUFFER else 0
+
+
+def wrap(obj: Any, depth: int, copied: set[int]) -> Any:
+    """``obj`` with its large bytes and bytearrays (down to ``depth``) wrapped to go out of band;
+    their ids go into ``copied`` (the receiver copies them out: see the spare segments)."""
+    cls = type(obj)
+    if cls is bytes or cls is bytearray:
+        if len(obj) < MIN_BUFFER:
+            return obj
+        copied.add(id(obj))
+        return _OutOfBand(obj)
+    if depth > 0:
+        if cls is tuple:
+            return tuple(wrap(item, depth - 1, copied) for item in obj)
+        if cls is list:
+            return [wrap(item, depth - 1, copied) for item in obj]
+        if cls is dict:
+            return {key: wrap(value, depth - 1, copied) for key, value in obj.items()}
+    return obj
+
+
+class _OutOfBand:
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: bytes | bytearray) -> None:
+        self.buffer = buffer
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self.buffer), (pickle.PickleBuffer(self.buffer),))
+
+
+def reduce_memoryview(obj: object) -> tuple[Any, ...] | None:
+    """How a memoryview travels: its bytes out of band, then the same format and shape again."""
+    if type(obj) is not memoryview or not obj.c_contiguous:
+        return None
+    return (_rebuild_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
+
+
+def _rebuild_memoryview(data: Any, fmt: Any, shape: tuple[int, ...]) -> memoryview:
+    view = memoryview(data).cast("B")
+    return view if fmt == "B" and len(shape) == 1 else view.cast(fmt, shape)
+
+
+def in_band(_: pickle.PickleBuffer) -> bool:
+    return True
