@@ -42,6 +42,8 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 class WorkerHandle:
     __slots__ = (
+        "_outbox",
+        "broken",
         "deadline",
         "defined",
         "doomed",
@@ -77,10 +79,12 @@ class WorkerHandle:
         self.queued_seconds = 0.0
         self.ready = False
         self.defined: set[object] = set()  # keys of by-value functions this worker has
+        self._outbox: list[bytes] = []  # messages send() deferred to the next flush()
         self.deadline: float | None = None  # when the running task (or item) times out
         self.sent_at = 0.0  # when the running task was sent
         self.tasks_run = 0
         self.retiring = False  # told to STOP between tasks; will exit on its own
+        self.broken = False  # a write to it failed: it is gone, and only its sentinel is awaited
         self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
         self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
 
@@ -88,25 +92,42 @@ class WorkerHandle:
     def available(self) -> bool:
         return self.ready and self.task is None and not self.retiring and self.doomed is None
 
-    def send(self, task: Task, kind: int, payload: bytes) -> int:
+    def send(self, task: Task, kind: int, payload: bytes, *, defer: bool = False) -> int:
         """Write ``task`` (and its function first, if this worker has not got it yet) to the pipe;
-        returns the bytes written. The caller says whether it runs now (``start``) or is queued.
+        returns the bytes it takes there. The caller says whether it runs now (``start``) or is
+        queued. With ``defer`` it is only added to what the next ``flush`` writes at once.
 
         On OSError (the worker is gone) nothing about the task has changed: it never started.
         """
         handle = task.function
+        outbox = self._outbox
         written = 0
         if handle.definition is not None and handle.key not in self.defined:
             definition = wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition)))
-            self.tasks.send_bytes(definition)
+            outbox.append(definition)
             self.defined.add(handle.key)
             written += len(definition)
         attempt = task.attempts + 1
         message = wire.pack(kind, task.id, payload, attempt)
-        self.tasks.send_bytes(message)
+        outbox.append(message)
         task.attempts = attempt
         self.tasks_run += 1
+        if not defer:
+            try:
+                self.flush()
+            except OSError:
+                task.attempts -= 1
+                self.tasks_run -= 1
+                raise
         return written + len(message)
+
+    def flush(self) -> None:
+        """Write what ``send`` deferred, in one system call when it fits the pipe."""
+        outbox, self._outbox = self._outbox, []
+        if len(outbox) == 1:
+            self.tasks.send_bytes(outbox[0])
+        elif outbox:
+            self.tasks.send_bytes(wire.pack_batch(outbox))
 
     def queue(self, task: Task, size: int, seconds: float) -> None:
         self.queued[task] = (size, seconds)

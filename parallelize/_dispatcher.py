@@ -151,7 +151,7 @@ class Dispatcher:
             self._lock.release()
 
     def pids(self) -> list[int]:
-        return [pid for pid, w in list(self._workers.items()) if w.doomed is None]
+        return [pid for pid, w in list(self._workers.items()) if w.doomed is None and not w.broken]
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""
@@ -360,6 +360,19 @@ class Dispatcher:
         if self._max_memory is not None:
             return  # a worker over the limit after a task must not have others waiting in it
         busy = [w for w in self._workers.values() if _may_queue(w, self._max_tasks)]
+        fed: set[WorkerHandle] = set()
+        try:
+            self._feed(busy, fed)
+        finally:
+            for worker in fed:
+                try:
+                    worker.flush()
+                except OSError:
+                    # Gone. Its sentinel fires, and _on_exit reads what it said last (which of
+                    # its queued tasks it had started) before it gives the rest back.
+                    worker.retiring = worker.broken = True
+
+    def _feed(self, busy: list[WorkerHandle], fed: set[WorkerHandle]) -> None:
         while busy:
             task = self._peek_task()
             if task is None:
@@ -378,6 +391,7 @@ class Dispatcher:
                     self._requeued.appendleft(taken)
                 continue
             self._send(worker, task, queue=cost)
+            fed.add(worker)
             if not _may_queue(worker, self._max_tasks):
                 busy.remove(worker)
 
@@ -407,11 +421,11 @@ class Dispatcher:
             )
         assert payload is not None
         try:
-            written = worker.send(task, kind, payload)
+            written = worker.send(task, kind, payload, defer=queue is not None)
         except OSError:
             # The worker died before it got the task, so the task is safe to give to another one.
-            # Its sentinel will fire and _on_exit will clean up.
-            worker.ready = False
+            # Its sentinel will fire and _on_exit will clean up; nothing more is sent to it.
+            worker.retiring = worker.broken = True
             self._requeued.appendleft(task)
             return
         if queue is not None:
@@ -512,7 +526,7 @@ class Dispatcher:
             self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory
         ):
             worker.retire()
-        elif worker.doomed is None:
+        elif worker.doomed is None and not worker.retiring:
             self._idle.append(worker)
 
     def _resolve(
@@ -690,7 +704,7 @@ def _may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
     task = worker.task
     return (
         task is not None
-        and worker.ready  # False once a write to it failed: it is gone
+        and worker.ready
         and worker.doomed is None
         and not worker.retiring
         and not task.stream

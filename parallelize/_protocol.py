@@ -38,6 +38,7 @@ RUN_EACH = 5  # as RUN_MANY, but the worker reports each item as it finishes (IT
 DEFINE = 3  # payload: pickle of (function key, pickled function): sent once per worker and function
 STOP = 4  # no payload: finish and exit
 SKIP = 6  # no payload: drop this prefetched task if it has not started (it was cancelled)
+BATCH = 7  # payload: several messages, each preceded by its length (4 bytes): one write for many
 
 # worker -> parent
 READY = 10  # booted and the initializer ran; payload empty
@@ -69,7 +70,31 @@ def pack(kind: int, task_id: int = 0, payload: bytes = b"", attempt: int = 1, ne
     return _HEADER.pack(kind, task_id, attempt, next_id) + payload
 
 
-def unpack(message: bytes) -> tuple[int, int, int, int, memoryview]:
+def pack_batch(messages: list[bytes]) -> bytes:
+    """One message carrying several: the dispatcher writes a busy worker's new tasks at once,
+    because every write is a system call that also hands the GIL to another thread."""
+    parts = []
+    for message in messages:
+        parts.append(_LENGTH.pack(len(message)))
+        parts.append(message)
+    return pack(BATCH, 0, b"".join(parts))
+
+
+def unpack_batch(payload: memoryview) -> list[memoryview]:
+    messages = []
+    position = 0
+    while position < len(payload):
+        (size,) = _LENGTH.unpack_from(payload, position)
+        position += _LENGTH.size
+        messages.append(payload[position : position + size])
+        position += size
+    return messages
+
+
+_LENGTH = struct.Struct("<I")
+
+
+def unpack(message: bytes | bytearray | memoryview) -> tuple[int, int, int, int, memoryview]:
     """(kind, task id, attempt, next task id, payload)"""
     kind, task_id, attempt, next_id = _HEADER.unpack_from(message)
     return kind, task_id, attempt, next_id, memoryview(message)[HEADER_SIZE:]

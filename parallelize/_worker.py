@@ -65,29 +65,67 @@ def _serve(tasks: Connection, send: Callable[[bytes], None]) -> None:
     start next in the result it sends (see _protocol): that is how the dispatcher knows which
     of the tasks it prefetched is running, without a message per task start.
     """
-    functions: dict[FunctionKey, Callable[..., Any] | BaseException] = {}
-    pending: deque[_Message] = deque()
-    ahead = select.poll()
-    ahead.register(tasks.fileno(), select.POLLIN)
+    pipe = _Pipe(tasks, send)
+    while True:
+        # Idle: the next task to arrive runs unconditionally (the dispatcher knows it is running).
+        if not pipe.pending:
+            pipe.receive()
+        message = pipe.pending.popleft()
+        kind = message[0]
+        if kind == wire.STOP:
+            return
+        if kind == wire.DEFINE:
+            _define(message[4], pipe.functions)
+            continue
+        if kind not in _RUNS:
+            continue  # a SKIP for a task that already ran: too late, and the dispatcher knows it
+        following: _Message | None = message
+        while following is not None:
+            reply = _run(following, pipe.functions, send)
+            if reply is None:
+                break  # a RUN_EACH chunk: its last ITEM told the dispatcher this worker is idle
+            following = pipe.next_run()
+            reply_kind, task_id, data, attempt = reply
+            send(wire.pack(reply_kind, task_id, data, attempt, 0 if following is None else following[1]))
 
-    def receive() -> _Message:
+
+class _Pipe:
+    """The worker's end of its task pipe, with the messages it has read ahead."""
+
+    def __init__(self, tasks: Connection, send: Callable[[bytes], None]) -> None:
+        self.tasks = tasks
+        self.send = send
+        self.functions: dict[FunctionKey, Callable[..., Any] | BaseException] = {}
+        self.pending: deque[_Message] = deque()
+        self._ahead = select.poll()
+        self._ahead.register(tasks.fileno(), select.POLLIN)
+
+    def receive(self) -> None:
+        """Read one message (a batch counts as the messages in it); end of file reads as STOP."""
         try:
-            return wire.unpack(tasks.recv_bytes())
+            message = wire.unpack(self.tasks.recv_bytes())
         except (EOFError, OSError):
-            return (wire.STOP, 0, 0, 0, memoryview(b""))
+            message = (wire.STOP, 0, 0, 0, memoryview(b""))
+        if message[0] == wire.BATCH:
+            self.pending.extend(map(wire.unpack, wire.unpack_batch(message[4])))
+        else:
+            self.pending.append(message)
 
-    def next_run() -> _Message | None:
-        """The next task to start from what is waiting, skipping what was cancelled."""
-        while ahead.poll(0):
-            pending.append(receive())
+    def next_run(self) -> _Message | None:
+        """The next task to start from what is waiting, dropping what a SKIP names."""
+        pending = self.pending
+        while self._ahead.poll(0):
+            self.receive()
             if pending[-1][0] == wire.STOP:
                 break
         if any(message[0] == wire.SKIP for message in pending):
             skips = {message[1] for message in pending if message[0] == wire.SKIP}
-            kept = [m for m in pending if m[0] != wire.SKIP and not (m[0] in _RUNS and m[1] in skips)]
+            kept = []
             for message in pending:
                 if message[0] in _RUNS and message[1] in skips:
-                    send(wire.pack(wire.SKIPPED, message[1]))
+                    self.send(wire.pack(wire.SKIPPED, message[1]))
+                elif message[0] != wire.SKIP:
+                    kept.append(message)
             pending.clear()
             pending.extend(kept)
         while pending:
@@ -96,28 +134,8 @@ def _serve(tasks: Connection, send: Callable[[bytes], None]) -> None:
                 return pending.popleft()
             if kind != wire.DEFINE:
                 return None  # STOP: handled when idle
-            _define(pending.popleft()[4], functions)
+            _define(pending.popleft()[4], self.functions)
         return None
-
-    while True:
-        # Idle: the next task to arrive runs unconditionally (the dispatcher knows it is running).
-        message = pending.popleft() if pending else receive()
-        kind = message[0]
-        if kind == wire.STOP:
-            return
-        if kind == wire.DEFINE:
-            _define(message[4], functions)
-            continue
-        if kind not in _RUNS:
-            continue  # a SKIP for a task that already ran: too late, and the dispatcher knows it
-        following: _Message | None = message
-        while following is not None:
-            reply = _run(following, functions, send)
-            if reply is None:
-                break  # a RUN_EACH chunk: its last ITEM told the dispatcher this worker is idle
-            following = next_run()
-            reply_kind, task_id, data, attempt = reply
-            send(wire.pack(reply_kind, task_id, data, attempt, 0 if following is None else following[1]))
 
 
 def _run(
