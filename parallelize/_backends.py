@@ -51,9 +51,15 @@ def submit_call(
 
 
 def submit_chunk(
-    backend: Backend, handle: FunctionHandle, items: list[tuple[Any, ...]], options: TaskOptions = NO_OPTIONS
+    backend: Backend,
+    handle: FunctionHandle,
+    items: list[Any],
+    options: TaskOptions = NO_OPTIONS,
+    *,
+    bare: bool = False,
 ) -> Future[Any]:
-    task = Task(handle, (), {}, Future(), items=items, options=options)
+    """Submit one chunk of a map: argument tuples, or with ``bare`` single arguments."""
+    task = Task(handle, (), {}, Future(), items=items, options=options, bare=bare)
     backend._encode(task)
     backend._enqueue(task)
     return task.future
@@ -65,7 +71,7 @@ def encode(task: Task) -> None:
     if task.items is None:
         task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on)
     else:
-        task.payload = encode_chunk(task.function, task.items, retries, retry_on)
+        task.payload = encode_chunk(task.function, task.items, retries, retry_on, bare=task.bare)
 
 
 def _attempts(function: Callable[..., Any], options: TaskOptions) -> Callable[..., Any]:
@@ -101,9 +107,9 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
     started = time.perf_counter()
     values: list[Any] = []
     errors: dict[int, BaseException] = {}
-    for index, args in enumerate(task.items):
+    for index, item in enumerate(task.items):
         try:
-            values.append(function(*args))
+            values.append(function(item) if task.bare else function(*item))
         except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
             values.append(None)
             errors[index] = exc
