@@ -26,6 +26,7 @@ from ._errors import PoolClosed, SerializationError
 from ._futures import Future
 from ._serialize import FunctionHandle, dumps, encode_call, encode_chunk, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
+from ._worker import run_items
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
@@ -105,14 +106,9 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
         task.future.set_result(value)
         return
     started = time.perf_counter()
-    values: list[Any] = []
     errors: dict[int, BaseException] = {}
-    for index, item in enumerate(task.items):
-        try:
-            values.append(function(item) if task.bare else function(*item))
-        except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
-            values.append(None)
-            errors[index] = exc
+    # Each failed item's exception is raised by the map at that item's position.
+    values = run_items(function, task.items, task.bare, errors.__setitem__)
     task.future.set_result(ChunkResult(values, errors, time.perf_counter() - started))
 
 

@@ -160,7 +160,11 @@ def _run_chunk(
     if retries and retry_on:
         values = _run_retrying(function, items, bare, attempt, retries, retry_on, errors)
     else:
-        values = _run_tight(function, items, bare, errors)
+
+        def failed(index: int, exc: BaseException) -> None:
+            errors[index] = _envelope(exc)
+
+        values = run_items(function, items, bare, failed)
     try:
         data = dumps((values, errors, time.perf_counter() - started))
     except Exception:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
@@ -174,10 +178,14 @@ def _run_chunk(
     return wire.pack(wire.RESULT, task_id, data, attempt)
 
 
-def _run_tight(
-    function: Callable[..., Any], items: list[Any], bare: bool, errors: dict[int, wire.ErrorEnvelope]
+def run_items(
+    function: Callable[..., Any],
+    items: list[Any],
+    bare: bool,
+    failed: Callable[[int, BaseException], None],
 ) -> list[Any]:
-    """Run every item with no retries, the loop itself at C speed.
+    """Run every item of a chunk, the loop itself at C speed; ``failed(index, exc)`` hears of
+    each item that raised (its value is None). Also used by the thread and sync backends.
 
     ``list.extend(map(...))`` calls the function with no Python frame of ours per item. When an
     item raises, extend stops but keeps the values it already appended, and the shared iterator
@@ -194,13 +202,14 @@ def _run_tight(
         try:
             values.extend(call(function, rest))
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: the item failed, the worker did not
-            errors[len(values)] = _envelope(exc)
+            failed(len(values), exc)
             values.append(None)
             continue
         if len(values) == len(items):
             return values
-        errors[len(values)] = _envelope(
-            StopIteration("the function raised StopIteration (its value and traceback were not kept)")
+        failed(
+            len(values),
+            StopIteration("the function raised StopIteration (its value and traceback were not kept)"),
         )
         values.append(None)
 

@@ -321,6 +321,20 @@ def test_an_item_raising_stop_iteration_fails_only_itself(pool: Pool, chunksize:
         list(pool.map(map_tasks.stop_at_4, range(10), chunksize=chunksize))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_iteration_and_system_exit_fail_one_item_on_each_backend(backend: str) -> None:
+    results = mapper(backend, map_tasks.stop_at_4)(range(8), chunksize=8)
+    assert [next(results) for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(StopIteration):
+        next(results)
+    assert list(results) == [5, 6, 7]
+    results = mapper(backend, map_tasks.exit_at_5)(range(8), chunksize=8)
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        next(results)
+    assert list(results) == [6, 7]
+
+
 def test_system_exit_in_a_chunk_fails_that_item_and_the_worker_goes_on(pool: Pool) -> None:
     results = pool.map(map_tasks.exit_at_5, range(12), chunksize=12)
     assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
