@@ -440,7 +440,9 @@ def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
     for _ in itertools.islice(results, 100_000):
         pass
     sizes = in_flight_sizes(results)
-    assert min(sizes) >= 1024  # thousands of items per round trip
+    # thousands of items per round trip (max: a chunk that a busy machine slowed down shrinks
+    # the next one for a while)
+    assert max(sizes) >= 1024
     assert max(sizes) <= mapping.MAX_CHUNK
     results.close()
 
