@@ -80,6 +80,9 @@ class MapIterator(Iterator[R], Generic[R]):
     """The iterator ``map`` returns: results in input order, one outcome per item.
 
     ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
+    ``iter()`` of it (what ``for`` and ``list()`` call) is not the map itself but a faster
+    iterator at the same position: each result is handed out once, whether through it or
+    through ``next()`` on the map, however the two are mixed.
     """
 
     def __init__(
