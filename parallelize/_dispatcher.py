@@ -425,6 +425,7 @@ class Dispatcher:
             task.values = values  # the usual case, a chunk in one run: no copy
         task.done += len(values)
         settle(task.future, ChunkResult(task.values, task.errors, seconds))
+        _unlink(task)
 
     def _on_item(self, worker: WorkerHandle, task: Task, payload: memoryview) -> None:
         assert task.items is not None
@@ -449,6 +450,7 @@ class Dispatcher:
             seconds = time.monotonic() - worker.sent_at
             self._after_task(worker)
             settle(task.future, ChunkResult(task.values, task.errors, seconds))
+            _unlink(task)
 
     # -- losing a worker ----------------------------------------------------------------------------
 
@@ -560,6 +562,19 @@ class Dispatcher:
         tasks += [w.task for w in self._workers.values() if w.task is not None]
         for task in tasks:
             settle(task.future, error=error)
+
+
+def _unlink(task: Task) -> None:
+    """Break the link from a finished chunk's future back to its task.
+
+    Pool._enqueue gives the future its task (so that cancel() can stop it), and the task holds
+    its future: a reference cycle, which only the garbage collector frees. For a map chunk that
+    kept its items, its pickled payload and its values alive until the next collection (tens of
+    chunks, tens of MB for ints), and made that collection walk every one of them: 30 ms pauses
+    in the caller's thread, about 7% of a map of tiny items. A finished task cannot be
+    cancelled, so the future no longer needs it.
+    """
+    task.future._task = None
 
 
 def _has_message(conn: Connection) -> bool:

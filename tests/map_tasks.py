@@ -76,3 +76,14 @@ def flaky_item(path: str) -> int:
 
 
 flaky_item_retried = parallel(retries=1, retry_on=FlakyItem)(flaky_item)
+
+
+class Box:
+    """An argument whose lifetime a test can watch with a weak reference."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def unbox(box: Box) -> int:
+    return box.value

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +464,26 @@ def test_an_explicit_chunksize_does_not_adapt(pool2: Pool) -> None:
         pass
     assert set(in_flight_sizes(results)) == {5}
     results.close()
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def test_finished_chunks_are_freed_without_the_garbage_collector(pool2: Pool) -> None:
+    # A chunk's future and its task refer to each other; unless the dispatcher breaks that cycle
+    # when the chunk is done, every chunk's items, payload and values wait for a collection.
+    refs: list[weakref.ref[map_tasks.Box]] = []
+
+    def boxes() -> Iterator[map_tasks.Box]:
+        for i in range(300):
+            box = map_tasks.Box(i)
+            refs.append(weakref.ref(box))
+            yield box
+
+    gc.disable()
+    try:
+        assert sum(pool2.map(map_tasks.unbox, boxes(), chunksize=10)) == sum(range(300))
+        alive = [ref for ref in refs if ref() is not None]
+    finally:
+        gc.enable()
+    assert alive == []
