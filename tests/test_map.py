@@ -265,6 +265,22 @@ def test_one_iterable_is_read_lazily_with_bare_items(pool: Pool) -> None:
     results.close()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_list_is_read_in_slices_as_the_map_goes(backend: str) -> None:
+    numbers = list(range(MILLION))
+    results = mapper(backend, workers.square)(numbers)
+    assert list(itertools.islice(results, 1000)) == [x * x for x in range(1000)]
+    assert 1000 <= results._taken < AHEAD_LIMIT
+    results.close()
+    assert list(mapper(backend, workers.square)(numbers[:5000], chunksize=7)) == [x * x for x in range(5000)]
+
+    # a list subclass goes the general way, and gives the same results
+    class Numbers(list[int]):
+        pass
+
+    assert list(mapper(backend, workers.square)(Numbers(range(50)))) == [x * x for x in range(50)]
+
+
 # -- the worker's tight loop: failures in the middle of a chunk ------------------------------------
 
 
