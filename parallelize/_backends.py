@@ -27,6 +27,7 @@ from ._errors import PoolClosed, SerializationError
 from ._futures import Future
 from ._serialize import FunctionHandle, dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
+from ._worker import run_items
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
@@ -52,9 +53,15 @@ def submit_call(
 
 
 def submit_chunk(
-    backend: Backend, handle: FunctionHandle, items: list[tuple[Any, ...]], options: TaskOptions = NO_OPTIONS
+    backend: Backend,
+    handle: FunctionHandle,
+    items: list[Any],
+    options: TaskOptions = NO_OPTIONS,
+    *,
+    bare: bool = False,
 ) -> Future[Any]:
-    task = Task(handle, (), {}, Future(), items=items, options=options)
+    """Submit one chunk of a map: argument tuples, or with ``bare`` single arguments."""
+    task = Task(handle, (), {}, Future(), items=items, options=options, bare=bare)
     backend._encode(task)
     _enqueue(backend, task)
     return task.future
@@ -77,7 +84,7 @@ def encode(task: Task) -> None:
     if task.items is None:
         task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on, segments)
     else:
-        task.payload = encode_chunk(task.function, task.items, retries, retry_on, segments)
+        task.payload = encode_chunk(task.function, task.items, retries, retry_on, segments, bare=task.bare)
     if segments:
         # Large arguments went into shared memory owned by this process. A retry or a re-send
         # after a crash maps the same segment again, so it lives until the task is settled
@@ -116,14 +123,9 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
         task.future.set_result(value)
         return
     started = time.perf_counter()
-    values: list[Any] = []
     errors: dict[int, BaseException] = {}
-    for index, args in enumerate(task.items):
-        try:
-            values.append(function(*args))
-        except BaseException as exc:  # noqa: BLE001 - the map raises it at this item's position
-            values.append(None)
-            errors[index] = exc
+    # Each failed item's exception is raised by the map at that item's position.
+    values = run_items(function, task.items, task.bare, errors.__setitem__)
     task.future.set_result(ChunkResult(values, errors, time.perf_counter() - started))
 
 

@@ -416,7 +416,11 @@ class Dispatcher:
                 task.payload
                 if task.done == 0
                 else encode_chunk(
-                    task.function, task.items[task.done :], task.options.retries, task.options.retry_on
+                    task.function,
+                    task.items[task.done :],
+                    task.options.retries,
+                    task.options.retry_on,
+                    bare=task.bare,
                 )
             )
         assert payload is not None
@@ -552,9 +556,12 @@ class Dispatcher:
             return
         values, envelopes, seconds = value
         for index, envelope in envelopes.items():
-            call = task.function.describe(task.items[task.done + index])
+            call = task.describe_item(task.done + index)
             task.errors[task.done + index] = rebuild_exception(envelope, f"{call} in worker {worker.pid}")
-        task.values.extend(values)
+        if task.done:
+            task.values.extend(values)
+        else:
+            task.values = values  # the usual case, a chunk in one run: no copy
         task.done += len(values)
         settle(task.future, ChunkResult(task.values, task.errors, seconds))
 

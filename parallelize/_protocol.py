@@ -33,7 +33,9 @@ import struct
 
 # parent -> worker
 RUN = 1  # payload: pickle of (function key, args, kwargs, retries, retry_on)
-RUN_MANY = 2  # payload: pickle of (function key, [args, ...], retries, retry_on): one chunk of a map
+# RUN_MANY payload: pickle of (function key, items, bare, retries, retry_on): one chunk of a map,
+# whose items are argument tuples, or single arguments when ``bare`` (a one-iterable map)
+RUN_MANY = 2
 RUN_EACH = 5  # as RUN_MANY, but the worker reports each item as it finishes (ITEM messages)
 DEFINE = 3  # payload: pickle of (function key, pickled function): sent once per worker and function
 STOP = 4  # no payload: finish and exit

@@ -397,18 +397,27 @@ def encode_call(
 
 def encode_chunk(
     handle: FunctionHandle,
-    items: list[tuple[Any, ...]],
+    items: list[Any],
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
     segments: list[str] | None = None,
+    *,
+    bare: bool = False,
 ) -> bytes:
-    message = (handle.key, items, retries, retry_on)
+    """Pickle one chunk of a map: argument tuples, or with ``bare`` single arguments.
+
+    ``bare`` travels in the payload so the worker knows whether to call ``f(item)`` or
+    ``f(*item)``; a one-iterable map then pickles a list of plain items, about half the bytes of
+    a list of 1-tuples, and nobody builds or unpacks a tuple per item. With ``segments``, large
+    buffers go through shared memory as in ``encode_call``.
+    """
+    message = (handle.key, items, bare, retries, retry_on)
     try:
         # depth 4: message, items, one item's arguments, each argument, one container into it
         return dumps(message) if segments is None else dumps_shared(message, 4, segments)
     except Exception as exc:
-        for args in items:
-            _check_arguments(handle, args, {}, exc)
+        for item in items:
+            _check_arguments(handle, (item,) if bare else item, {}, exc)
         raise SerializationError(
             f"the arguments of a map over {handle.label} could not be pickled: {type(exc).__name__}: {exc}"
         ) from exc

@@ -35,6 +35,7 @@ class Task:
     __slots__ = (
         "args",
         "attempts",
+        "bare",
         "done",
         "errors",
         "function",
@@ -54,8 +55,10 @@ class Task:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: Future[Any],
-        items: list[tuple[Any, ...]] | None = None,
+        items: list[Any] | None = None,
         options: TaskOptions = NO_OPTIONS,
+        *,
+        bare: bool = False,
     ) -> None:
         self.function = function
         self.args = args
@@ -66,9 +69,12 @@ class Task:
         self.payload: bytes | None = None
         self.id = next(_ids)
         self.attempts = 0  # runs started (the dispatcher counts them)
-        # A map chunk: the argument tuples of its items (``args`` is then empty), and what is
-        # settled so far: ``done`` items, their values, and the errors of the ones that failed.
+        # A map chunk: its items (``args`` is then empty), and what is settled so far: ``done``
+        # items, their values, and the errors of the ones that failed. An item is an argument
+        # tuple, or with ``bare`` (a one-iterable map) the single argument itself: no 1-tuple is
+        # built, pickled or unpacked per item.
         self.items = items
+        self.bare = bare
         self.done = 0
         self.stream = False  # send as RUN_EACH: set for per-item deadlines and after a crash
         self.values: list[Any] = []
@@ -78,9 +84,15 @@ class Task:
         """How error messages name this task: 'mod.f(3)', or one item of a map."""
         if self.items is not None:
             if self.done < len(self.items):
-                return self.function.describe(self.items[self.done])
+                return self.describe_item(self.done)
             return f"a chunk of {len(self.items)} items of {self.function.label}"
         return self.function.describe(self.args, self.kwargs)
+
+    def describe_item(self, index: int) -> str:
+        """How error messages name item ``index`` of a map chunk: 'mod.f(3)'."""
+        assert self.items is not None
+        item = self.items[index]
+        return self.function.describe((item,) if self.bare else item)
 
 
 class ChunkResult:

@@ -8,6 +8,7 @@ message on its own pipe, and dies with its parent.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import select
@@ -239,19 +240,19 @@ def _run_chunk(
 ) -> _Reply:
     started = time.perf_counter()
     try:
-        key, items, retries, retry_on = loads(payload)
+        key, items, bare, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
         return wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt
-    values: list[object] = []
     errors: dict[int, wire.ErrorEnvelope] = {}
-    for index, args in enumerate(items):
-        ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
-        if ok:
-            values.append(value)
-        else:
-            values.append(None)
-            errors[index] = _envelope(value)
+    if retries and retry_on:
+        values = _run_retrying(function, items, bare, attempt, retries, retry_on, errors)
+    else:
+
+        def failed(index: int, exc: BaseException) -> None:
+            errors[index] = _envelope(exc)
+
+        values = run_items(function, items, bare, failed)
     try:
         data = dumps_shared((values, errors, time.perf_counter() - started), 3)
     except Exception:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
@@ -265,6 +266,64 @@ def _run_chunk(
     return wire.RESULT, task_id, data, attempt
 
 
+def run_items(
+    function: Callable[..., Any],
+    items: list[Any],
+    bare: bool,
+    failed: Callable[[int, BaseException], None],
+) -> list[Any]:
+    """Run every item of a chunk, the loop itself at C speed; ``failed(index, exc)`` hears of
+    each item that raised (its value is None). Also used by the thread and sync backends.
+
+    ``list.extend(map(...))`` calls the function with no Python frame of ours per item. When an
+    item raises, extend stops but keeps the values it already appended, and the shared iterator
+    has consumed exactly the failing item, so the failing index is ``len(values)``: record its
+    error and go on with the next item. One catch: extend takes a StopIteration raised by the
+    function for the end of the input, so a chunk that comes up short had an item raise it. Its
+    exception object is gone by then; a stand-in takes its place (running the item again could
+    repeat its side effects).
+    """
+    values: list[Any] = []
+    rest = iter(items)
+    call = map if bare else itertools.starmap
+    while True:
+        try:
+            values.extend(call(function, rest))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: the item failed, the worker did not
+            failed(len(values), exc)
+            values.append(None)
+            continue
+        if len(values) == len(items):
+            return values
+        failed(
+            len(values),
+            StopIteration("the function raised StopIteration (its value and traceback were not kept)"),
+        )
+        values.append(None)
+
+
+def _run_retrying(
+    function: Callable[..., Any],
+    items: list[Any],
+    bare: bool,
+    attempt: int,
+    retries: int,
+    retry_on: tuple[type[BaseException], ...],
+    errors: dict[int, wire.ErrorEnvelope],
+) -> list[Any]:
+    """Run every item through ``_attempt``, which retries ``retry_on`` errors in place."""
+    values: list[Any] = []
+    for index, item in enumerate(items):
+        args = (item,) if bare else item
+        ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
+        if ok:
+            values.append(value)
+        else:
+            values.append(None)
+            errors[index] = _envelope(value)
+    return values
+
+
 def _run_each(
     task_id: int,
     attempt: int,
@@ -274,12 +333,13 @@ def _run_each(
 ) -> None:
     """A chunk whose every item is reported as it finishes, so the parent can time each one."""
     try:
-        key, items, retries, retry_on = loads(payload)
+        key, items, bare, retries, retry_on = loads(payload)
         function = _lookup(key, functions)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this chunk only
         send(wire.pack(wire.ERROR, task_id, dumps(_envelope(_unpickling_error(exc))), attempt))
         return
-    for index, args in enumerate(items):
+    for index, item in enumerate(items):
+        args = (item,) if bare else item
         ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
         data = None
         if ok:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from parallelize import Pool, PoolState, RemoteTraceback, SerializationError, parallel
+from parallelize import (
+    MapIterator,
+    Pool,
+    PoolState,
+    RemoteTraceback,
+    SerializationError,
+    TaskTimeout,
+    WorkerCrashed,
+    parallel,
+)
+from parallelize import _mapping as mapping
 
-from . import core_tasks, workers
+from . import core_tasks, fault_tasks, map_tasks, workers
 
 RESULT_TIMEOUT = 30
 MILLION = 1_000_000
@@ -226,3 +239,267 @@ def test_lazy_on_each_backend(backend: str) -> None:
     assert list(itertools.islice(results, 3)) == [0, 1, 4]
     results.close()
     assert source.consumed < AHEAD_LIMIT
+
+
+# -- one iterable: bare items ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_iterable_passes_each_item_as_the_single_argument(backend: str) -> None:
+    # Items that are tuples themselves must arrive whole, not unpacked: f((1, 2)), never f(1, 2).
+    items: list[Any] = [(1, 2), (), None, [3], "ab"]
+    expected = [(item,) for item in items]
+    assert list(mapper(backend, map_tasks.args_of)(items)) == expected
+    assert list(mapper(backend, map_tasks.args_of)(items, chunksize=2)) == expected
+    # starmap and several iterables still unpack their argument tuples
+    starmap = parallel(backend=backend)(map_tasks.args_of).starmap
+    assert list(starmap([(1, 2), (), ("a",)])) == [(1, 2), (), ("a",)]
+    assert list(mapper(backend, map_tasks.args_of)([1, 2], "xy")) == [(1, "x"), (2, "y")]
+
+
+def test_one_iterable_is_read_lazily_with_bare_items(pool: Pool) -> None:
+    source = Counting(MILLION)
+    results = pool.map(workers.square, source)
+    assert next(results) == 0
+    assert source.consumed < AHEAD_LIMIT
+    results.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_list_is_read_in_slices_as_the_map_goes(backend: str) -> None:
+    numbers = list(range(MILLION))
+    results = mapper(backend, workers.square)(numbers)
+    assert list(itertools.islice(results, 1000)) == [x * x for x in range(1000)]
+    assert 1000 <= results._taken < AHEAD_LIMIT
+    results.close()
+    assert list(mapper(backend, workers.square)(numbers[:5000], chunksize=7)) == [x * x for x in range(5000)]
+
+    # a list subclass goes the general way, and gives the same results
+    class Numbers(list[int]):
+        pass
+
+    assert list(mapper(backend, workers.square)(Numbers(range(50)))) == [x * x for x in range(50)]
+
+
+# -- the worker's tight loop: failures in the middle of a chunk ------------------------------------
+
+
+def outcomes(results: Iterator[Any], error: type[BaseException]) -> list[Any]:
+    """Every item's outcome taken by ``for`` loops (the fast path), starting a new loop after each
+    failure; a failure is recorded as its message."""
+    taken: list[Any] = []
+    while True:
+        try:
+            for value in results:
+                taken.append(value)
+        except error as exc:
+            taken.append(str(exc))
+            continue
+        return taken
+
+
+def expected_every_7th(n: int) -> list[Any]:
+    return [f"item {x} is refused" if x % 7 == 3 else x * 10 for x in range(n)]
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 50, 1000])
+def test_failures_in_the_middle_of_chunks_keep_every_other_result(pool: Pool, chunksize: int | None) -> None:
+    results = pool.map(map_tasks.fail_every_7th, range(300), chunksize=chunksize)
+    assert outcomes(results, map_tasks.Every7thError) == expected_every_7th(300)
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_failures_in_the_middle_of_chunks_on_each_backend(backend: str) -> None:
+    results = mapper(backend, map_tasks.fail_every_7th)(range(100), chunksize=40)
+    assert outcomes(results, map_tasks.Every7thError) == expected_every_7th(100)
+    # next() sees the same outcomes
+    results = mapper(backend, map_tasks.fail_every_7th)(range(30), chunksize=40)
+    for x in range(30):
+        if x % 7 == 3:
+            with pytest.raises(map_tasks.Every7thError, match=f"item {x} is refused"):
+                next(results)
+        else:
+            assert next(results) == x * 10
+
+
+@pytest.mark.parametrize("chunksize", [None, 10])
+def test_an_item_raising_stop_iteration_fails_only_itself(pool: Pool, chunksize: int | None) -> None:
+    # A C-speed loop would take StopIteration for the end of the chunk and drop the rest.
+    results = pool.map(map_tasks.stop_at_4, range(10), chunksize=chunksize)
+    assert [next(results) for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(StopIteration):
+        next(results)
+    assert [next(results) for _ in range(5)] == [5, 6, 7, 8, 9]
+    with pytest.raises(StopIteration):
+        next(results)
+    # a for loop or list() does not end quietly at that item either (PEP 479: a RuntimeError)
+    with pytest.raises(RuntimeError):
+        list(pool.map(map_tasks.stop_at_4, range(10), chunksize=chunksize))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_iteration_and_system_exit_fail_one_item_on_each_backend(backend: str) -> None:
+    results = mapper(backend, map_tasks.stop_at_4)(range(8), chunksize=8)
+    assert [next(results) for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(StopIteration):
+        next(results)
+    assert list(results) == [5, 6, 7]
+    results = mapper(backend, map_tasks.exit_at_5)(range(8), chunksize=8)
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        next(results)
+    assert list(results) == [6, 7]
+
+
+def test_system_exit_in_a_chunk_fails_that_item_and_the_worker_goes_on(pool: Pool) -> None:
+    results = pool.map(map_tasks.exit_at_5, range(12), chunksize=12)
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        next(results)
+    assert list(results) == [6, 7, 8, 9, 10, 11]
+
+
+def test_retry_on_reruns_only_the_failing_items_of_a_chunk(tmp_path: Path) -> None:
+    paths = [str(tmp_path / f"item{i}") for i in range(6)]
+    with Pool(2) as pool:
+        assert list(pool.map(map_tasks.flaky_item_retried, paths, chunksize=3)) == [2] * 6
+    assert all(Path(p).read_text().count("\n") == 2 for p in paths)
+
+
+def test_a_crash_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
+    with Pool(2) as pool:
+        results = pool.map(map_tasks.crash_at_5, range(16), chunksize=8)
+        assert [next(results) for _ in range(5)] == [x * x for x in range(5)]
+        with pytest.raises(WorkerCrashed, match=r"while running tests\.map_tasks\.crash_at_5\(5\)"):
+            next(results)
+        assert list(results) == [x * x for x in range(6, 16)]
+
+
+def test_a_timeout_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
+    # Every item has the 0.5 s limit, so workers import the tasks before their first item.
+    with Pool(2, initializer=fault_tasks.warm) as pool:
+        results = pool.map(map_tasks.hang_at_5, range(16), chunksize=8, timeout=0.5)
+        assert [next(results) for _ in range(5)] == [x * x for x in range(5)]
+        with pytest.raises(TaskTimeout, match=r"tests\.map_tasks\.hang_at_5\(5\) ran past"):
+            next(results)
+        assert list(results) == [x * x for x in range(6, 16)]
+
+
+# -- for loops and next() share one position -------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_for_loops_and_next_take_turns_without_losing_or_repeating_items(backend: str) -> None:
+    results = mapper(backend, workers.square)(range(1000), chunksize=7)
+    taken = [next(results), next(results)]
+    for value in results:
+        taken.append(value)
+        if len(taken) == 5:  # break in the middle of a chunk
+            break
+    taken.append(next(results))
+    loop = iter(results)
+    taken.append(next(loop))
+    taken.append(next(results))  # next() while a loop is paused part-way through a chunk
+    taken.append(next(loop))
+    taken += [next(results) for _ in range(20)]  # next() runs past the loop's chunk
+    taken += list(loop)  # the paused loop goes on from there
+    assert taken == [x * x for x in range(1000)]
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loop_ended_by_a_failure_leaves_the_map_going(backend: str) -> None:
+    results = mapper(backend, workers.fail_at)(range(20), itertools.repeat(6), chunksize=4)
+    taken = []
+    with pytest.raises(ValueError, match="item 6 is bad"):
+        taken.extend(results)  # a loop in C over the fast path; extend keeps what came before
+    assert taken == [0, 1, 2, 3, 4, 5]
+    assert next(results) == 7
+    assert list(results) == list(range(8, 20))
+
+
+def test_close_inside_a_loop_ends_it_at_the_next_item(pool2: Pool) -> None:
+    results = pool2.map(workers.square, range(10_000), chunksize=100)
+    taken = []
+    for value in results:
+        taken.append(value)
+        if len(taken) == 10:
+            results.close()  # the loop is part-way through a chunk of 100
+    assert taken == [x * x for x in range(10)]
+    with pytest.raises(StopIteration):
+        next(results)
+    assert pool2.submit(workers.square, 3).result(timeout=RESULT_TIMEOUT) == 9
+
+
+def test_map_iterator_is_an_iterator(pool2: Pool) -> None:
+    results = pool2.map(workers.square, range(3))
+    assert isinstance(results, MapIterator)
+    assert isinstance(iter(results), Iterator)
+    assert list(results) == [0, 1, 4]
+    assert list(results) == []
+
+
+# -- adaptive chunk sizes (read from the chunks in flight, never from timings) ---------------------
+
+
+def in_flight_sizes(results: MapIterator[Any]) -> list[int]:
+    return [size for _, size in results._in_flight]
+
+
+def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
+    results = pool.map(workers.square, range(MILLION))
+    assert next(results) == 0
+    # the first chunks, sent before anything was measured, hold one item each: the first results
+    # come back at once
+    assert in_flight_sizes(results)[:3] == [1, 1, 1]
+    for _ in itertools.islice(results, 100_000):
+        pass
+    sizes = in_flight_sizes(results)
+    # thousands of items per round trip (max: a chunk that a busy machine slowed down shrinks
+    # the next one for a while)
+    assert max(sizes) >= 1024
+    assert max(sizes) <= mapping.MAX_CHUNK
+    results.close()
+
+
+def test_chunks_stay_at_one_item_for_slow_items(pool: Pool) -> None:
+    results = pool.map(map_tasks.pause, range(16))
+    seen = []
+    for expected in range(16):
+        seen += in_flight_sizes(results)
+        assert next(results) == expected
+    assert set(seen) == {1}
+
+
+def test_an_explicit_chunksize_does_not_adapt(pool2: Pool) -> None:
+    results = pool2.map(workers.square, range(MILLION), chunksize=5)
+    for _ in itertools.islice(results, 10_000):
+        pass
+    assert set(in_flight_sizes(results)) == {5}
+    results.close()
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def test_finished_chunks_are_freed_without_the_garbage_collector(pool2: Pool) -> None:
+    # A chunk's future and its task refer to each other; unless the dispatcher breaks that cycle
+    # when the chunk is done, every chunk's items, payload and values wait for a collection.
+    refs: list[weakref.ref[map_tasks.Box]] = []
+
+    def boxes() -> Iterator[map_tasks.Box]:
+        for i in range(300):
+            box = map_tasks.Box(i)
+            refs.append(weakref.ref(box))
+            yield box
+
+    gc.disable()
+    try:
+        assert sum(pool2.map(map_tasks.unbox, boxes(), chunksize=10)) == sum(range(300))
+        alive = [ref for ref in refs if ref() is not None]
+    finally:
+        gc.enable()
+    assert alive == []
