@@ -20,7 +20,7 @@ fault costs exactly one task:
   running fails, and the rest of the chunk is sent again.
 
 Tiny tasks are pipelined: while a worker runs one, a few more of the same kind may already wait
-in its pipe (``_prefetch``), as many as take about ``PREFETCH_SECONDS`` by the measured time per
+in its pipe (``_prefetch``), as many as take about ``_prefetch.SECONDS`` by the measured time per
 call, so the worker does not idle for a round trip between them. The worker names in each result
 the task it starts next, so the dispatcher always knows which one is running; the waiting ones
 have not started, so a crash or a stop gives them back to the queue unharmed, and a cancelled one
@@ -37,28 +37,22 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.process
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
+from . import _outcomes as outcomes
+from . import _prefetch as prefetch
 from . import _protocol as wire
 from . import _shm
 from ._channel import KILL_GRACE, WorkerHandle, start_worker
-from ._errors import (
-    ParallelizeError,
-    PoolClosed,
-    SerializationError,
-    TaskTimeout,
-    WorkerCrashed,
-    describe_exit,
-)
-from ._futures import cancel_running, rebuild_exception, settle
+from ._errors import ParallelizeError, PoolClosed, describe_exit
+from ._futures import cancel_running, settle
 from ._inbox import Inbox
 from ._poller import Poller
-from ._serialize import encode_chunk, loads
+from ._serialize import encode_chunk
 from ._task import ChunkResult, Task
 
 log = logging.getLogger("parallelize")
@@ -70,14 +64,6 @@ _WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
 STOP_GRACE = 5.0
 # How often busy workers' memory is checked while a memory limit is set.
 MEMORY_CHECK_INTERVAL = 0.25
-# Prefetch: how much measured work may wait in one busy worker's pipe, in seconds and in tasks,
-# and in bytes: well under a pipe's 64 KiB, so writing to a busy worker never blocks the
-# dispatcher (a worker blocked writing its result while we block writing its task would deadlock).
-PREFETCH_SECONDS = 0.002
-PREFETCH_TASKS = 64
-PREFETCH_BYTES = 32 * 1024
-# Weight of a new measurement in a function's running mean of seconds per call.
-_NEW_WEIGHT = 0.3
 
 
 class Dispatcher:
@@ -246,16 +232,7 @@ class Dispatcher:
         worker.task = None
         worker.doom("timeout")
         self._take_back(worker)
-        limit = task.options.timeout
-        what = task.describe()
-        self._lost(
-            task,
-            lambda attempts: TaskTimeout(
-                f"{what} ran past its time limit of {limit:g} s in worker {worker.pid}{_tries(attempts)}; "
-                f"the worker was stopped and replaced"
-            ),
-            retryable=True,
-        )
+        self._lost(task, outcomes.timed_out(task, worker.pid), retryable=True)
 
     def _over_memory(self, worker: WorkerHandle, resident: int) -> None:
         task = worker.task
@@ -264,17 +241,7 @@ class Dispatcher:
         worker.task = None
         worker.doom("memory limit")
         self._take_back(worker)
-        limit = self._max_memory
-        what = task.describe()
-        self._lost(
-            task,
-            lambda attempts: WorkerCrashed(
-                f"worker {worker.pid} went over the memory limit of {_size(limit)} (resident "
-                f"{_size(resident)}) while running {what}{_tries(attempts)}; it was stopped and replaced",
-                pid=worker.pid,
-            ),
-            retryable=True,
-        )
+        self._lost(task, outcomes.over_memory(task, worker.pid, self._max_memory, resident), retryable=True)
 
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
@@ -359,7 +326,7 @@ class Dispatcher:
         """Queue waiting tasks in busy workers' pipes, round robin, while each stays short."""
         if self._max_memory is not None:
             return  # a worker over the limit after a task must not have others waiting in it
-        busy = [w for w in self._workers.values() if _may_queue(w, self._max_tasks)]
+        busy = [w for w in self._workers.values() if prefetch.may_queue(w, self._max_tasks)]
         fed: set[WorkerHandle] = set()
         try:
             self._feed(busy, fed)
@@ -377,12 +344,12 @@ class Dispatcher:
             task = self._peek_task()
             if task is None:
                 return
-            cost = _cost(task)
-            if cost is None or task.stream or task.done or task.options.timeout is not None:
+            if not prefetch.queueable(task):
                 return  # not measured yet, or one that must be watched alone: the next idle worker's
+            cost = prefetch.cost(task)
             size = wire.HEADER_SIZE + (0 if task.payload is None else len(task.payload))
             worker = min(busy, key=lambda w: len(w.queued))
-            if not _room_for(worker, cost, size):
+            if not prefetch.room_for(worker, cost, size):
                 busy.remove(worker)
                 continue
             taken = self._next_task()
@@ -392,7 +359,7 @@ class Dispatcher:
                 continue
             self._send(worker, task, queue=cost)
             fed.add(worker)
-            if not _may_queue(worker, self._max_tasks):
+            if not prefetch.may_queue(worker, self._max_tasks):
                 busy.remove(worker)
 
     def _peek_task(self) -> Task | None:
@@ -481,9 +448,10 @@ class Dispatcher:
             self._on_item(worker, task, payload)
             return
         worker.task = None
-        self._measure(worker, task)
+        calls = 1 if task.items is None else len(task.items)
+        prefetch.measure(task.function, time.monotonic() - worker.sent_at, calls)
         self._advance(worker, next_id)
-        self._resolve(task, kind, attempt, payload, worker)
+        outcomes.resolve(task, kind, attempt, payload, worker.pid)
 
     def _on_skipped(self, worker: WorkerHandle, task_id: int) -> None:
         for task in worker.queued:
@@ -514,14 +482,6 @@ class Dispatcher:
             worker.doom("cancelled")
             self._take_back(worker)
 
-    def _measure(self, worker: WorkerHandle, task: Task) -> None:
-        handle = task.function
-        per_call = (time.monotonic() - worker.sent_at) / (
-            1 if task.items is None else max(1, len(task.items))
-        )
-        known = handle.seconds
-        handle.seconds = per_call if known is None else known + _NEW_WEIGHT * (per_call - known)
-
     def _after_task(self, worker: WorkerHandle) -> None:
         """The worker has nothing left to do. Recycle it if it has done its share or grown too big;
         otherwise it is idle again."""
@@ -533,54 +493,9 @@ class Dispatcher:
         elif worker.doomed is None and not worker.retiring:
             self._idle.append(worker)
 
-    def _resolve(
-        self, task: Task, kind: int, attempt: int, payload: memoryview, worker: WorkerHandle
-    ) -> None:
-        # Error paths only: describing a call (a repr of its arguments) is not free.
-        try:
-            if kind == wire.ERROR:
-                where = f"{task.describe()} in worker {worker.pid}"
-                settle(task.future, error=_after_attempts(rebuild_exception(loads(payload), where), attempt))
-                return
-            value = loads(payload)
-        except Exception as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
-            error = SerializationError(
-                f"the result of {task.describe()} in worker {worker.pid} could not be unpickled here: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            settle(task.future, error=error)
-            return
-        if task.items is None:
-            settle(task.future, value)
-            return
-        values, envelopes, seconds = value
-        for index, envelope in envelopes.items():
-            call = task.describe_item(task.done + index)
-            task.errors[task.done + index] = rebuild_exception(envelope, f"{call} in worker {worker.pid}")
-        if task.done:
-            task.values.extend(values)
-        else:
-            task.values = values  # the usual case, a chunk in one run: no copy
-        task.done += len(values)
-        settle(task.future, ChunkResult(task.values, task.errors, seconds))
-
     def _on_item(self, worker: WorkerHandle, task: Task, payload: memoryview) -> None:
         assert task.items is not None
-        try:
-            ok, value = loads(payload)
-            if not ok:
-                task.errors[task.done] = rebuild_exception(value, f"{task.describe()} in worker {worker.pid}")
-                value = None
-        except Exception as exc:  # noqa: BLE001 - fails this item only
-            task.errors[task.done] = SerializationError(
-                f"the result of {task.describe()} in worker {worker.pid} could not be unpickled here: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            value = None
-        task.values.append(value)
-        task.done += 1
-        task.attempts = 1  # the worker went straight on to the next item's first attempt
+        outcomes.record_item(task, payload, worker.pid)
         if task.options.timeout is not None:
             worker.deadline = time.monotonic() + task.options.timeout
         if task.done == len(task.items):
@@ -628,17 +543,7 @@ class Dispatcher:
         how = describe_exit(exitcode)
         if worker.task is not None:
             task, worker.task = worker.task, None
-            what = task.describe()
-            self._lost(
-                task,
-                lambda attempts: WorkerCrashed(
-                    f"worker {worker.pid} {how} while running {what}{_tries(attempts)}; "
-                    f"the pool replaces it and the other tasks are unaffected",
-                    pid=worker.pid,
-                    exitcode=exitcode,
-                ),
-                retryable=True,
-            )
+            self._lost(task, outcomes.crashed(task, worker.pid, how, exitcode), retryable=True)
         elif not worker.ready and worker.doomed is None and not worker.retiring:
             self._fail_one_for_boot(worker, how, exitcode)
 
@@ -648,22 +553,8 @@ class Dispatcher:
         instead of being restarted forever."""
         envelope, self._init_failure = self._init_failure, None
         task = self._next_task()
-        if task is None:
-            return
-        if envelope is not None:
-            cause: BaseException | None = rebuild_exception(
-                loads(envelope), f"the initializer in worker {worker.pid}"
-            )
-            reason = f"failed its initializer ({type(cause).__name__}: {cause}) and {how}"
-        else:
-            cause, reason = None, f"{how} before it was ready"
-        error = WorkerCrashed(
-            f"worker {worker.pid} {reason}, so {task.describe()} did not run",
-            pid=worker.pid,
-            exitcode=exitcode,
-        )
-        error.__cause__ = cause
-        settle(task.future, error=error)
+        if task is not None:
+            settle(task.future, error=outcomes.never_ready(task, worker.pid, how, exitcode, envelope))
 
     def _forget(self, worker: WorkerHandle) -> None:
         self._workers.pop(worker.pid, None)
@@ -704,50 +595,3 @@ class Dispatcher:
         tasks += [task for w in self._workers.values() for task in w.queued]
         for task in tasks:
             settle(task.future, error=error)
-
-
-def _may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
-    """Whether tasks may wait in this worker's pipe: it runs a plain task, and will run more."""
-    task = worker.task
-    return (
-        task is not None
-        and worker.ready
-        and worker.doomed is None
-        and not worker.retiring
-        and not task.stream
-        and task.options.timeout is None
-        and len(worker.queued) < PREFETCH_TASKS
-        and (max_tasks is None or worker.tasks_run < max_tasks)
-    )
-
-
-def _cost(task: Task) -> float | None:
-    """Seconds ``task`` should take by its function's measurements; None if not measured yet."""
-    seconds = task.function.seconds
-    if seconds is None:
-        return None
-    return seconds * (1 if task.items is None else len(task.items))
-
-
-def _room_for(worker: WorkerHandle, cost: float, size: int) -> bool:
-    assert worker.task is not None
-    if worker.queued_bytes + size > PREFETCH_BYTES:
-        return False
-    return (_cost(worker.task) or 0.0) + worker.queued_seconds + cost <= PREFETCH_SECONDS
-
-
-def _tries(attempts: int) -> str:
-    return f" (gave up after {attempts} attempts)" if attempts > 1 else ""
-
-
-def _after_attempts(exc: BaseException, attempts: int) -> BaseException:
-    if attempts > 1 and sys.version_info >= (3, 11):
-        exc.add_note(f"gave up after {attempts} attempts")
-    return exc
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelize import Future, Pool, WorkerCrashed, _dispatcher
+from parallelize import Future, Pool, WorkerCrashed, _prefetch
 from tests import pipeline_tasks as pt
 from tests.conftest import wait_until
 
@@ -22,7 +22,7 @@ from tests.conftest import wait_until
 @pytest.fixture
 def pool1(start_method: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
     """One worker, whose function's few warm-up calls make it count as cheap."""
-    monkeypatch.setattr(_dispatcher, "PREFETCH_SECONDS", 60.0)
+    monkeypatch.setattr(_prefetch, "SECONDS", 60.0)
     with Pool(1, start_method=start_method) as pool:
         yield pool
 
@@ -103,7 +103,7 @@ def test_slow_functions_are_not_queued_behind_a_running_task(
     start_method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With no budget for waiting work, the second task waits in the pool's own queue, pending.
-    monkeypatch.setattr(_dispatcher, "PREFETCH_SECONDS", 0.0)
+    monkeypatch.setattr(_prefetch, "SECONDS", 0.0)
     log, release = tmp_path / "log", tmp_path / "release"
     with Pool(1, start_method=start_method) as pool:
         _warm(pool, log)
