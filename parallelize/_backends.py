@@ -23,11 +23,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _shm
+from ._calls import run_items
 from ._errors import PoolClosed, SerializationError
 from ._futures import Future
 from ._serialize import FunctionHandle, dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
-from ._worker import run_items
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
