@@ -9,12 +9,16 @@ a loaded machine's slow round trips cannot keep tasks from being queued.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from parallelize import Future, Pool, WorkerCrashed, _prefetch
+from parallelize import _protocol as wire
+from parallelize._channel import start_worker
+from parallelize._serialize import encode_call, handle_for, loads
 from tests import pipeline_tasks as pt
 from tests.conftest import wait_until
 
@@ -117,3 +121,48 @@ def test_slow_functions_are_not_queued_behind_a_running_task(
         assert first.result(timeout=30) == 0
         assert third.result(timeout=30) == 2
     assert 1 not in pt.runs(str(log))
+
+
+def test_worker_reads_ahead_skips_and_names_the_next_task(start_method: str, tmp_path: Path) -> None:
+    # The worker's side of the protocol, spoken directly to a real worker process: a batch of
+    # three tasks and a SKIP for the middle one wait in its pipe while it runs a first task.
+    log, release = tmp_path / "log", tmp_path / "release"
+    worker = start_worker(multiprocessing.get_context(start_method), 1, None)
+    replies: list[tuple[int, int, int]] = []
+    values: dict[int, object] = {}
+
+    def read_until(count: int) -> None:
+        while len(replies) < count:
+            for message in worker.reader.read():
+                kind, task_id, _, next_id, payload = wire.unpack(message)
+                replies.append((kind, task_id, next_id))
+                if kind == wire.RESULT:
+                    values[task_id] = loads(payload)
+
+    def run(task_id: int, *args: object) -> bytes:
+        return wire.pack(wire.RUN, task_id, encode_call(handle_for(pt.step), args, {}))
+
+    try:
+        read_until(1)
+        assert replies == [(wire.READY, 0, 0)]
+        worker.tasks.send_bytes(run(1, str(log), 1, str(release)))
+        wait_until(lambda: log.exists() and pt.runs(str(log)) == [1], 30, "the first task to start")
+        worker.tasks.send_bytes(
+            wire.pack_batch([run(2, str(log), 2), run(3, str(log), 3), run(4, str(log), 4)])
+        )
+        worker.tasks.send_bytes(wire.pack(wire.SKIP, 3))
+        release.touch()
+        read_until(5)
+        assert replies[1:] == [
+            (wire.SKIPPED, 3, 0),
+            (wire.RESULT, 1, 2),  # done with 1, starting 2
+            (wire.RESULT, 2, 4),  # 3 was skipped
+            (wire.RESULT, 4, 0),  # nothing left: idle
+        ]
+        assert values == {1: 1, 2: 2, 4: 4}
+        assert pt.runs(str(log)) == [1, 2, 4]
+    finally:
+        worker.tasks.send_bytes(wire.pack(wire.STOP))
+        worker.process.join(30)
+        assert worker.process.exitcode == 0
+        worker.close()
