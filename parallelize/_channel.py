@@ -88,10 +88,6 @@ class WorkerHandle:
         self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
         self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
 
-    @property
-    def available(self) -> bool:
-        return self.ready and self.task is None and not self.retiring and self.doomed is None
-
     def send(self, task: Task, kind: int, payload: bytes, *, defer: bool = False) -> int:
         """Write ``task`` (and its function first, if this worker has not got it yet) to the pipe;
         returns the bytes it takes there. The caller says whether it runs now (``start``) or is

@@ -229,18 +229,14 @@ class Dispatcher:
     def _expire(self, worker: WorkerHandle) -> None:
         task = worker.task
         assert task is not None
-        worker.task = None
-        worker.doom("timeout")
-        self._take_back(worker)
+        self._stop(worker, "timeout")
         self._lost(task, outcomes.timed_out(task, worker.pid), retryable=True)
 
     def _over_memory(self, worker: WorkerHandle, resident: int) -> None:
         task = worker.task
         assert task is not None
         assert self._max_memory is not None
-        worker.task = None
-        worker.doom("memory limit")
-        self._take_back(worker)
+        self._stop(worker, "memory limit")
         self._lost(task, outcomes.over_memory(task, worker.pid, self._max_memory, resident), retryable=True)
 
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
@@ -255,17 +251,13 @@ class Dispatcher:
                 if worker.task is not None:
                     for task in (worker.task, *worker.queued):
                         cancel_running(task.future)
-                    worker.task = None
-                    worker.doom("cancelled")
-                    self._take_back(worker)
+                    self._stop(worker, "cancelled")
         for task in stops:
             if task in self._requeued:
                 self._requeued.remove(task)
             for worker in list(self._workers.values()):
                 if worker.task is task:
-                    worker.task = None
-                    worker.doom("cancelled")
-                    self._take_back(worker)
+                    self._stop(worker, "cancelled")
                 elif task in worker.queued:
                     worker.skip(task)  # it stays queued until the worker answers
 
@@ -404,6 +396,13 @@ class Dispatcher:
         else:
             worker.start(task)
 
+    def _stop(self, worker: WorkerHandle, reason: str) -> None:
+        """Terminate ``worker`` (settling the task it ran is the caller's business) and give the
+        tasks queued behind it back to the line."""
+        worker.task = None
+        worker.doom(reason)
+        self._take_back(worker)
+
     def _take_back(self, worker: WorkerHandle) -> None:
         """A stopped or dead worker's queued tasks never started: back to the front of the line."""
         for task in reversed(list(worker.queued)):
@@ -471,16 +470,13 @@ class Dispatcher:
         task = next(iter(worker.queued))
         if next_id and task.id != next_id:
             log.error("worker %d started task %d, not %d; stopping it", worker.pid, next_id, task.id)
-            worker.doom("protocol error")
-            self._take_back(worker)
+            self._stop(worker, "protocol error")
             return
         worker.unqueue(task)
         worker.start(task)
         if task.future.cancelled():
             # Cancelled while queued, but the worker had already chosen it: stop it as a running one.
-            worker.task = None
-            worker.doom("cancelled")
-            self._take_back(worker)
+            self._stop(worker, "cancelled")
 
     def _after_task(self, worker: WorkerHandle) -> None:
         """The worker has nothing left to do. Recycle it if it has done its share or grown too big;
