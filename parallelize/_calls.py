@@ -93,7 +93,7 @@ def run_call(
     try:
         # large buffers in the value (or one container into it) go through shared memory
         return wire.RESULT, task_id, dumps_shared(value, 1), attempt
-    except Exception as exc:  # noqa: BLE001 - an unpicklable result fails its own future only
+    except BaseException as exc:  # noqa: BLE001 - an unpicklable result (even SystemExit) fails its own future only
         error = _unpicklable_result(key, function, value, exc)
         return wire.ERROR, task_id, dumps(envelope(error)), attempt
 
@@ -121,11 +121,11 @@ def run_chunk(
         values = run_items(function, items, bare, failed)
     try:
         data = dumps_shared((values, errors, time.perf_counter() - started), 3)
-    except Exception:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
+    except BaseException:  # noqa: BLE001 - find the values that cannot be pickled; fail only those items
         for index, value in enumerate(values):
             try:
                 dumps(value)
-            except Exception as exc:  # noqa: BLE001 - this is a culprit
+            except BaseException as exc:  # noqa: BLE001 - this is a culprit
                 values[index] = None
                 errors[index] = envelope(_unpicklable_result(key, function, value, exc))
         data = dumps((values, errors, time.perf_counter() - started))
@@ -211,7 +211,7 @@ def run_each(
         if ok:
             try:
                 data = dumps_shared((True, value), 2)
-            except Exception as exc:  # noqa: BLE001 - fails this item only
+            except BaseException as exc:  # noqa: BLE001 - fails this item only
                 value = _unpicklable_result(key, function, value, exc)
         if data is None:
             data = dumps((False, envelope(value)))
@@ -219,7 +219,7 @@ def run_each(
 
 
 def _unpicklable_result(
-    key: FunctionKey, function: object, value: object, exc: Exception
+    key: FunctionKey, function: object, value: object, exc: BaseException
 ) -> SerializationError:
     return SerializationError(
         f"the result of {_label(key, function)} ({type_name(value)}) could not be pickled in "
@@ -242,12 +242,12 @@ def envelope(exc: BaseException) -> wire.ErrorEnvelope:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the error
+    except BaseException:  # noqa: BLE001 - a broken __str__ must not lose the error
         message = "<unprintable>"
     data: bytes | str
     try:
         data = dumps(exc)
-    except Exception as error:  # noqa: BLE001 - the parent builds a stand-in from the other fields
+    except BaseException as error:  # noqa: BLE001 - the parent builds a stand-in from the other fields
         return (
             f"could not be pickled in the worker ({type(error).__name__}: {error})",
             type_name(exc),
@@ -256,6 +256,6 @@ def envelope(exc: BaseException) -> wire.ErrorEnvelope:
         )
     try:
         loads(data)  # an exception that pickles but cannot be rebuilt would fail in the parent
-    except Exception as error:  # noqa: BLE001 - as above
+    except BaseException as error:  # noqa: BLE001 - as above
         data = f"could not be rebuilt from its pickle ({type(error).__name__}: {error})"
     return data, type_name(exc), message, text

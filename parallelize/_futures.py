@@ -40,29 +40,36 @@ class Future(concurrent.futures.Future[R]):
     def cancel(self) -> bool:
         if super().cancel():
             return True
-        engine = self._engine
-        if engine is None or not cancel_running(self):
+        # Read the task before cancelling: settle() unties it (sets _task to None) as soon as the
+        # result arrives, which may be between cancel_running() and a later read. Read first, it
+        # cannot be None here unless the future is already settled, and then cancel_running()
+        # refuses, so the engine is asked to stop a real task or nothing at all.
+        engine, task = self._engine, self._task
+        if engine is None or task is None or not cancel_running(self):
             return False
-        engine.stop(self._task)
+        engine.stop(task)
         return True
 
     def result(self, timeout: float | None = None) -> R:
         try:
             return super().result(timeout)
-        except KeyboardInterrupt:
-            self._interrupted()
+        except KeyboardInterrupt as exc:
+            self._interrupted(exc)
             raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
             return super().exception(timeout)
-        except KeyboardInterrupt:
-            self._interrupted()
+        except KeyboardInterrupt as exc:
+            self._interrupted(exc)
             raise
 
-    def _interrupted(self) -> None:
+    def _interrupted(self, exc: KeyboardInterrupt) -> None:
+        # A task that raised KeyboardInterrupt in its worker is that one task's outcome, re-raised
+        # here as its result: only a Ctrl-C of this process (a KeyboardInterrupt that is not the
+        # future's own exception) stops the pool's work, which may be other callers' too.
         engine = self._engine
-        if engine is not None:
+        if engine is not None and exc is not self._exception:
             engine.interrupt()
 
     def __await__(self) -> Generator[Any, None, R]:
@@ -136,7 +143,7 @@ def rebuild_exception(envelope: ErrorEnvelope, where: str) -> BaseException:
     if isinstance(data, bytes):
         try:
             exc = loads(data)
-        except Exception as error:  # noqa: BLE001 - any failure gets the stand-in below
+        except BaseException as error:  # noqa: BLE001 - SystemExit from a user's __setstate__ too
             problem = f"could not be unpickled here ({type(error).__name__}: {error})"
     if not isinstance(exc, BaseException):
         exc = SerializationError(

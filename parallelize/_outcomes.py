@@ -29,7 +29,9 @@ def resolve(task: Task, kind: int, attempt: int, payload: memoryview, pid: int) 
             settle(task.future, error=_after_attempts(rebuild_exception(loads(payload), where), attempt))
             return
         value = loads(payload)
-    except Exception as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
+    # BaseException: a user's object may raise SystemExit while it is rebuilt; here, in the
+    # dispatcher thread, that would end the thread and leave every future pending for good.
+    except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
         settle(task.future, error=_not_unpicklable(task, pid, exc))
         return
     if task.items is None:
@@ -54,7 +56,7 @@ def record_item(task: Task, payload: memoryview, pid: int) -> None:
         if not ok:
             task.errors[task.done] = rebuild_exception(value, f"{task.describe()} in worker {pid}")
             value = None
-    except Exception as exc:  # noqa: BLE001 - fails this item only
+    except BaseException as exc:  # noqa: BLE001 - fails this item only, SystemExit included (see resolve)
         task.errors[task.done] = _not_unpicklable(task, pid, exc)
         value = None
     task.values.append(value)
@@ -62,7 +64,7 @@ def record_item(task: Task, payload: memoryview, pid: int) -> None:
     task.attempts = 1  # the worker went straight on to the next item's first attempt
 
 
-def _not_unpicklable(task: Task, pid: int, exc: Exception) -> SerializationError:
+def _not_unpicklable(task: Task, pid: int, exc: BaseException) -> SerializationError:
     error = SerializationError(
         f"the result of {task.describe()} in worker {pid} could not be unpickled here: "
         f"{type(exc).__name__}: {exc}"
