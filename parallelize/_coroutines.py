@@ -76,6 +76,6 @@ def returned_coroutine(label: str, value: object) -> str | None:
         return None
     value.close()  # type: ignore[attr-defined]  # no "never awaited" warning: we said what happened
     return (
-        f"{label} returned a coroutine, which cannot be sent back; decorate an async def directly "
-        f"or await it in the function"
+        f"{label} returned a coroutine; decorate an async def directly or await it in the "
+        f"function (a coroutine cannot be sent back)"
     )

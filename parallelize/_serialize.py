@@ -455,7 +455,7 @@ def _check_arguments(
             ) from exc
 
 
-def _hint(value: object, error: Exception) -> str:
+def _hint(value: object, error: Exception) -> str:  # noqa: PLR0911 - one return per kind of object
     """What to pass instead of something that cannot reach another process (error path only)."""
     import socket
     import types
