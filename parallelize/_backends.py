@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from . import _shm
 from ._calls import run_items
+from ._coroutines import returned_coroutine, runnable
 from ._errors import PoolClosed, SerializationError
 from ._futures import Future
 from ._serialize import FunctionHandle, dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
@@ -154,7 +155,7 @@ class ThreadBackend:
         if self._cancelling:
             task.future.cancel()
             return
-        run_here(task, task.function.function)
+        run_here(task, runnable(task.function.function))
 
     def _capacity(self) -> int:
         return self._workers
@@ -183,7 +184,7 @@ class SyncBackend:
             task.args, task.kwargs = decoded[1:3]
         else:
             task.items = decoded[1]
-        function = task.function.function
+        function = runnable(task.function.function)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -209,7 +210,8 @@ def _round_trip(task: Task, value: object) -> object:
         return loads(dumps_shared(value, 1))  # large results take shared memory, as from a worker
     except Exception as exc:
         raise SerializationError(
-            f"the result of {task.function.label} ({type_name(value)}) could not be pickled: "
+            returned_coroutine(task.function.label, value)
+            or f"the result of {task.function.label} ({type_name(value)}) could not be pickled: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
 

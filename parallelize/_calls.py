@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _protocol as wire
+from ._coroutines import returned_coroutine, runnable
 from ._errors import SerializationError
 from ._serialize import FunctionKey, dumps, dumps_shared, loads, resolve, type_name
 
@@ -28,7 +29,7 @@ Reply = tuple[int, int, bytes, int] | None
 def define(payload: memoryview, functions: Functions) -> None:
     key, definition = loads(payload)
     try:
-        functions[key] = loads(definition)
+        functions[key] = runnable(loads(definition))
     except Exception as exc:  # noqa: BLE001 - every task that uses it will report this
         functions[key] = exc
 
@@ -37,7 +38,7 @@ def _lookup(key: FunctionKey, functions: Functions) -> Any:
     found = functions.get(key)
     if found is None and key[0] == "ref":
         try:
-            found = functions[key] = resolve(*key[1:])
+            found = functions[key] = runnable(resolve(*key[1:]))
         except Exception as exc:  # noqa: BLE001 - cached so the import is not retried per task
             found = functions[key] = exc
     if isinstance(found, BaseException):
@@ -221,8 +222,10 @@ def run_each(
 def _unpicklable_result(
     key: FunctionKey, function: object, value: object, exc: BaseException
 ) -> SerializationError:
+    label = _label(key, function)
     return SerializationError(
-        f"the result of {_label(key, function)} ({type_name(value)}) could not be pickled in "
+        returned_coroutine(label, value)
+        or f"the result of {label} ({type_name(value)}) could not be pickled in "
         f"worker {os.getpid()}: {type(exc).__name__}: {exc}"
     )
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+import inspect
+import types
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 import wrapt
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["InProcessFunction", "ParallelFunction", "in_process", "parallel"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 R2 = TypeVar("R2")
 T1_contra = TypeVar("T1_contra", contravariant=True)
@@ -91,6 +94,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         if options.workers is not None:
             _config.check_workers(options.workers)
         self._self_options = options
+        self._self_coroutine = inspect.iscoroutinefunction(function)  # workers run it: asyncio.run
         self._self_task_options = options.task  # read by _task.options_of (Pool.submit of a proxy)
         self._self_handle: FunctionHandle | None = None
         self._self_limited = (
@@ -99,6 +103,11 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._function_handle().label}>"
+
+    def __dir__(self) -> list[str]:
+        # wrapt forwards dir() to the function; tab completion should offer submit and map too
+        ours = (name for name in dir(type(self)) if not name.startswith("_"))
+        return sorted({*dir(self.__wrapped__), *ours})
 
     def _function_handle(self) -> FunctionHandle:
         # Made on first call, not at decoration: only then is the module attribute our proxy, and
@@ -132,6 +141,10 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         return (type(self), (raw, self._self_options))
 
 
+_Async: TypeAlias = "ParallelFunction[P2, Coroutine[Any, Any, R2]]"
+_AsyncType: TypeAlias = "ParallelFunction[P2, types.CoroutineType[Any, Any, R2]]"
+
+
 def _import_proxy(module: str, qualname: str) -> object:
     obj: object = importlib.import_module(module)
     for part in qualname.split("."):
@@ -140,12 +153,44 @@ def _import_proxy(module: str, qualname: str) -> object:
 
 
 class ParallelFunction(_Decorated[P, R]):
-    """A function whose calls run in worker processes and return ``Future``\\ s."""
+    """A function whose calls run in worker processes and return ``Future``\\ s.
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    Methods: ``submit`` (the same as a call), ``map`` and ``starmap``.
+    """
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        # The function's parameters, returning what a call returns: help(), IDEs and
+        # inspect.signature say `-> parallelize.Future[float]` (__doc__ stays the function's).
+        signature = inspect.signature(self.__wrapped__)
+        returns = signature.return_annotation
+        if returns is inspect.Signature.empty:
+            returns = Future
+        elif isinstance(returns, str):
+            returns = f"parallelize.Future[{returns}]"
+        else:
+            returns = Future[returns]  # type: ignore[valid-type]
+        return signature.replace(return_annotation=returns)
+
+    # An async def's calls give Future[its awaited value]: self-typed overloads, because
+    # decorator overloads on Callable[P, Coroutine[...]] also catch generic functions (def f(x: T)
+    # -> T) in mypy. Coroutine for mypy, CoroutineType for pyright (what each infers for async def).
+    @overload
+    def __call__(self: _Async[P2, R2], *args: P2.args, **kwargs: P2.kwargs) -> Future[R2]: ...
+    @overload
+    def __call__(self: _AsyncType[P2, R2], *args: P2.args, **kwargs: P2.kwargs) -> Future[R2]: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Future[Any]:
         return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(self: _Async[P2, R2], *args: P2.args, **kwargs: P2.kwargs) -> Future[R2]: ...
+    @overload
+    def submit(self: _AsyncType[P2, R2], *args: P2.args, **kwargs: P2.kwargs) -> Future[R2]: ...
+    @overload
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """The same as calling the function."""
         return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
@@ -289,6 +334,8 @@ class InProcessFunction(_Decorated[P, R]):
     same return value, the worker's exception re-raised."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._self_coroutine:  # async def: the call stays awaitable (R is its coroutine type)
+            return self._awaitable(args, kwargs)  # type: ignore[return-value]
         future: Future[R]
         options = self._self_task_options
         if self._self_options.isolated:
@@ -296,6 +343,18 @@ class InProcessFunction(_Decorated[P, R]):
         else:
             future = submit_call(self._backend(), self._function_handle(), args, kwargs, options)
         return future.result()
+
+    async def _awaitable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        handle, options = self._function_handle(), self._self_task_options
+        if not self._self_options.isolated or _worker.ACTIVE:
+            return await submit_call(self._backend(), handle, args, kwargs, options)
+        from ._pool import Pool
+
+        pool = Pool(1)
+        try:
+            return await submit_call(pool, handle, args, kwargs, options)
+        finally:
+            pool.shutdown(wait=True)  # the call is over (or cancelled): its process exits at once
 
 
 def _submit_isolated(
@@ -357,7 +416,12 @@ def parallel(
     ``timeout`` bounds each call's running time (its worker is stopped and replaced, the future
     raises TaskTimeout); ``retries`` re-runs a call after WorkerCrashed, TaskTimeout or one of the
     ``retry_on`` exceptions.
+
+    An ``async def`` runs too: a worker runs each call's coroutine in a fresh event loop
+    (``asyncio.run``), and the future holds what it returns (``Future[R]`` for ``-> R``).
     """
+    if function is not None and not callable(function):
+        raise _not_a_function("parallel", function)
     if pool is not None and backend is not None:
         raise TypeError("pass pool= or backend=, not both")
     options = _Options(
@@ -400,7 +464,12 @@ def in_process(
     ``isolated=True`` gives every call a fresh process of its own, gone when the call returns; a
     crash there raises WorkerCrashed. ``timeout``, ``retries`` and ``retry_on`` work as for
     ``@parallel``.
+
+    On an ``async def`` the call stays awaitable, as the signature says: ``await f(x)`` runs the
+    coroutine in a worker (in a fresh event loop) without blocking the caller's event loop.
     """
+    if function is not None and not callable(function):
+        raise _not_a_function("in_process", function)
     if sum((pool is not None, backend is not None, isolated)) > 1:
         raise TypeError("pass at most one of pool=, backend= and isolated=True")
     options = _Options(
@@ -413,6 +482,19 @@ def in_process(
         return InProcessFunction(function, options)
 
     return decorate
+
+
+def _not_a_function(name: str, argument: object) -> TypeError:
+    """``@parallel(4)`` and the like: say which keyword was probably meant."""
+    if name == "parallel" and isinstance(argument, int) and not isinstance(argument, bool):
+        hint = f"did you mean `@parallel(workers={argument})`?"
+    elif isinstance(argument, str):
+        hint = f"did you mean `@{name}(backend={argument!r})`?"
+    elif type(argument).__name__ == "Pool":
+        hint = f"did you mean `@{name}(pool=...)`?"
+    else:
+        hint = "its options are keyword arguments"
+    return TypeError(f"`@{name}({argument!r})`: {hint} (@{name} takes a function, or options by keyword)")
 
 
 for _public in (ParallelFunction, InProcessFunction, parallel, in_process):

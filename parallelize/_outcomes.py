@@ -14,6 +14,7 @@ from collections.abc import Callable
 from . import _protocol as wire
 from ._errors import SerializationError, TaskTimeout, WorkerCrashed
 from ._futures import rebuild_exception, settle
+from ._guard import UNGUARDED_MAIN, unguarded_main
 from ._serialize import loads
 from ._task import ChunkResult, Task
 
@@ -110,9 +111,10 @@ def never_ready(
         reason = f"failed its initializer ({type(cause).__name__}: {cause}) and {how}"
     else:
         cause, reason = None, f"{how} before it was ready"
-    error = WorkerCrashed(
-        f"worker {pid} {reason}, so {task.describe()} did not run", pid=pid, exitcode=exitcode
-    )
+    message = f"worker {pid} {reason}, so {task.describe()} did not run"
+    if exitcode == UNGUARDED_MAIN:
+        message = unguarded_main(pid, task.describe())
+    error = WorkerCrashed(message, pid=pid, exitcode=exitcode)
     error.__cause__ = cause
     return error
 

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from . import _config
+from . import _config, _guard
 from ._backends import encode, submit_call
 from ._dispatcher import Dispatcher
 from ._errors import PoolClosed
@@ -236,6 +236,7 @@ class Pool:
     def _start(self) -> Dispatcher:
         with self._lock:
             if self._state is PoolState.NEW:
+                _guard.exit_if_importing_main()  # a script without `if __name__ == "__main__":`
                 _register_exit_hook()
                 context = multiprocessing.get_context(self._start_method)
                 if self._start_method == "forkserver":

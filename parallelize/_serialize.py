@@ -245,6 +245,10 @@ def _by_value_pickler(buffers: bool = False) -> type[Any]:
                     return reduction
             if is_proxy(obj):
                 return obj.__reduce_ex__(PROTOCOL)
+            if isinstance(obj, io.TextIOWrapper) and obj not in (sys.stdout, sys.stderr):
+                # cloudpickle would send a copy of the file's text, read here in full: refused,
+                # as plain pickle refuses binary files (see _hint)
+                raise pickle.PicklingError(f"cannot send an open file ({obj.name!r}) to another process")
             if (
                 isinstance(obj, type | types.FunctionType)
                 and obj.__module__ == "__main__"
@@ -447,8 +451,36 @@ def _check_arguments(
         except Exception as error:  # noqa: BLE001 - this is the culprit we are looking for
             raise SerializationError(
                 f"argument {where} ({type_name(value)}) of {handle.label} could not be pickled, so the "
-                f"call was not submitted: {type(error).__name__}: {error}"
+                f"call was not submitted: {type(error).__name__}: {error}{_hint(value, error)}"
             ) from exc
+
+
+def _hint(value: object, error: Exception) -> str:  # noqa: PLR0911 - one return per kind of object
+    """What to pass instead of something that cannot reach another process (error path only)."""
+    import socket
+    import types
+
+    if isinstance(value, io.IOBase) and hasattr(value, "mode"):
+        return "; pass its path and open the file in the function, or pass the data it holds"
+    if isinstance(value, socket.socket):
+        return "; pass the address and connect in the function"
+    if isinstance(value, types.GeneratorType):
+        return "; pass a list of its items, or map the function over it with .map()"
+    if isinstance(value, types.CoroutineType):
+        return "; pass what it returns (await it first), or decorate the async def itself"
+    if type_name(value) == "threading.Thread":
+        return "; a thread cannot move to another process: pass the data it works on"
+    if "inheritance" in str(error):  # multiprocessing's Queue, Lock, ... passed in a call
+        return (
+            "; a multiprocessing.Manager() makes queues and locks that can be passed in a call "
+            "(manager.Queue(), manager.Lock())"
+        )
+    if type_name(value) in ("_thread.lock", "_thread.RLock") or type(value).__module__ == "threading":
+        return (
+            "; threading objects work between threads of one process only: use a "
+            "multiprocessing.Manager() lock or event, or create it in the worker"
+        )
+    return ""
 
 
 def _parameter_names(function: Callable[..., Any], count: int) -> Iterable[str]:

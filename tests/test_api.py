@@ -112,8 +112,10 @@ def test_introspection_is_kept() -> None:
     assert fn.__qualname__ == "documented"
     assert fn.__module__ == "tests.core_tasks"
     assert fn.__doc__ == "Join a number and a string; the docstring must survive decoration."
-    assert str(inspect.signature(fn)) == "(a: 'int', b: 'str' = 'x', *, flag: 'bool' = False) -> 'str'"
-    assert inspect.signature(fn) == inspect.signature(fn.__wrapped__)
+    # the parameters are the function's; the return is what a call returns (help() shows it)
+    signature = "(a: 'int', b: 'str' = 'x', *, flag: 'bool' = False) -> 'parallelize.Future[str]'"
+    assert str(inspect.signature(fn)) == signature
+    assert inspect.signature(fn).parameters == inspect.signature(fn.__wrapped__).parameters
 
     inproc = core_tasks.inproc_documented
     assert inproc.__name__ == "inproc_documented"
@@ -289,8 +291,10 @@ def test_pool_and_backend_together_are_refused() -> None:
 
 
 def test_decorating_a_non_callable_is_refused() -> None:
-    with pytest.raises(TypeError, match="decorate functions"):
+    with pytest.raises(TypeError, match=r"did you mean `@parallel\(workers=42\)`"):
         parallel(42)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="decorate functions"):
+        parallel(workers=2)(42)  # type: ignore[arg-type]
 
 
 # -- workers=n -------------------------------------------------------------------------------------
