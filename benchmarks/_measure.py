@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import _peers
 from _baseline import COLD_CODE, BarePipes
-from _bench_tasks import KINDS, double, make, produce, size_of, spin
+from _bench_tasks import KINDS, double, make, pid_after, produce, size_of, spin
 from _tasks import noop
 
 HERE = Path(__file__).resolve().parent
@@ -146,6 +146,42 @@ def bare(count: int, limit: float) -> Iterator[BarePipes]:
             pipes.close()
 
 
+@contextlib.contextmanager
+def default_pool(start_method: str, limit: float, notes: list[str]) -> Iterator[None]:
+    """parallelize's shared default pool as a user gets it (nothing configured), warm.
+
+    Only where this machine's default differs from the rows' worker count or start method is the
+    difference configured, and noted: configure() also takes a cost off every call (no CPU count
+    to read), the cost the default-pool rows are there to show.
+    """
+    import parallelize
+
+    with deadline(limit):
+        parallelize.shutdown()  # a fresh default pool, and configure() is refused while one runs
+        wanted: dict[str, Any] = {}
+        if parallelize.available_cpus() != _peers.WORKERS:
+            wanted["workers"] = _peers.WORKERS
+        if start_method != _peers.Parallelize.default_method():
+            wanted["start_method"] = start_method
+        if wanted:
+            parallelize.configure(**wanted)
+            note = f"The default-pool rows ran after `parallelize.configure({_kwargs(wanted)})`."
+            if note not in notes:
+                notes.append(note)
+        try:
+            warm = parallelize.parallel(pid_after)
+            seen: set[int] = set()
+            while len(seen) < _peers.WORKERS:
+                seen.update(f.result(timeout=WAIT) for f in [warm(0.02) for _ in range(2 * _peers.WORKERS)])
+            yield
+        finally:
+            parallelize.shutdown(wait=True)
+
+
+def _kwargs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in values.items())
+
+
 def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
@@ -159,26 +195,32 @@ def measure_roundtrip(column: str, s: Session, out: dict[str, float]) -> None:
     count = s.plan.round_trips
     cap = 5.0  # seconds: a slow pool gets fewer round trips, never a longer row
 
-    def trips(call: Callable[[int], object]) -> float:
-        times = []
-        stop = time.perf_counter() + cap
+    def trips(*calls: Callable[[int], object]) -> list[float]:
+        """Median µs per call of each; the calls take turns, so noise hits them alike."""
+        times: list[list[float]] = [[] for _ in calls]
+        stop = time.perf_counter() + cap * len(calls)
         for i in range(count):
-            times.append(timed(lambda i=i: call(i)))
-            if time.perf_counter() > stop and len(times) >= 10:
+            for call, spent in zip(calls, times, strict=True):
+                spent.append(timed(lambda i=i, call=call: call(i)))
+            if time.perf_counter() > stop and i >= 10:
                 break
-        return statistics.median(times) * 1e6
+        return [statistics.median(spent) * 1e6 for spent in times]
 
     if column == "bare":
         with bare(1, 60) as pipes:
-            out["rt"] = trips(lambda i: pipes.round_trip(WAIT))
+            (out["rt"],) = trips(lambda i: pipes.round_trip(WAIT))
         return
     with opened(column, 60, s.notes) as pool:
-        out["rt"] = trips(lambda i: pool.wait(pool.submit(noop, i), WAIT))
+        (out["rt"],) = trips(lambda i: pool.wait(pool.submit(noop, i), WAIT))
         if column == "parallelize":
             from parallelize import parallel
 
-            decorated = parallel(pool=pool.pool)(noop)
-            out["rt_dec"] = trips(lambda i: decorated(i).result(timeout=WAIT))
+            explicit = parallel(pool=pool.pool)(noop)
+            default = parallel(noop)
+            with default_pool(pool.start_method, 60, s.notes):
+                out["rt_dec"], out["rt_default"] = trips(
+                    lambda i: explicit(i).result(timeout=WAIT), lambda i: default(i).result(timeout=WAIT)
+                )
 
 
 def measure_submit(column: str, s: Session, out: dict[str, float]) -> None:
@@ -188,14 +230,31 @@ def measure_submit(column: str, s: Session, out: dict[str, float]) -> None:
             out["submit"] = count / timed(lambda: pipes.pipelined(count, WAIT))
         return
 
-    with opened(column, 180, s.notes) as pool:
-
+    def submit_all(submit: Callable[[int], Any], wait: Callable[[Any], object], n: int) -> float:
         def run() -> None:
-            handles = [pool.submit(noop, i) for i in range(count)]
+            handles = [submit(i) for i in range(n)]
             for handle in handles:
-                pool.wait(handle, WAIT)
+                wait(handle)
 
-        out["submit"] = count / timed(run)
+        return timed(run)
+
+    with opened(column, 180, s.notes) as pool:
+        out["submit"] = count / submit_all(
+            lambda i: pool.submit(noop, i), lambda handle: pool.wait(handle, WAIT), count
+        )
+        if column == "parallelize":
+            from parallelize import parallel
+
+            forms = {"submit_dec": parallel(pool=pool.pool)(noop), "submit_default": parallel(noop)}
+            seconds = dict.fromkeys(forms, 0.0)
+            with default_pool(pool.start_method, 180, s.notes):
+                # Each form submits a quarter of the calls four times, in the order A B B A B A A B,
+                # so that a drift of the machine's speed during the round hits both alike.
+                a, b = forms
+                for key in [a, b, b, a, b, a, a, b]:
+                    seconds[key] += submit_all(forms[key], lambda f: f.result(timeout=WAIT), count // 4)
+            for key, spent in seconds.items():
+                out[key] = 4 * (count // 4) / spent
 
 
 def measure_map(column: str, s: Session, out: dict[str, float]) -> None:

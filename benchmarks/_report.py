@@ -37,6 +37,7 @@ class Row(NamedTuple):
     higher_is_better: bool
     digits: int
     columns: frozenset[str] = frozenset(COLUMNS)
+    versus: str = ""  # another parallelize row this one is compared with (the same work, another form)
 
 
 class Results:
@@ -144,6 +145,27 @@ def ratios(rows: list[Row], columns: list[str], results: Results) -> list[str]:
     return _markdown(head, body) if body else []
 
 
+def side_by_side(rows: list[Row], results: Results) -> list[str]:
+    """parallelize's own forms of one operation, each against the form it should match.
+
+    The cost ratio is the median of the rounds' own ratios: both forms run in the same session of
+    each round, so a round the machine was busy in slows both and cancels out.
+    """
+    labels = {row.key: row.label for row in rows}
+    head = ["row", "parallelize", "compared with", "parallelize there", "cost ratio"]
+    body = []
+    for row in rows:
+        ours = results.values.get((row.key, "parallelize"), [])
+        theirs = results.values.get((row.versus, "parallelize"), [])
+        pairs = [(a, b) for a, b in zip(ours, theirs, strict=False) if a > 0 and b > 0]
+        if not row.versus or not pairs or len(ours) != len(theirs):
+            continue
+        cost = statistics.median(b / a if row.higher_is_better else a / b for a, b in pairs)
+        cells = [row.label, _fmt(statistics.median(ours), row.digits), labels.get(row.versus, row.versus)]
+        body.append([*cells, _fmt(statistics.median(theirs), row.digits), f"{cost:.2f}"])
+    return _markdown(head, body) if body else []
+
+
 def _cell(row: Row, column: str, results: Results) -> str:
     if column not in row.columns:
         return "-"
@@ -198,6 +220,13 @@ def notes(rows: list[Row], columns: list[str], plan: Plan, results: Results) -> 
         f"Medians over {_rounds(plan.rounds)}; `-` means the row does not apply. Ratios are parallelize "
         "/ peer in the row's unit: below 1 is better for times and memory, above 1 for rates.",
     ]
+    if any(row.versus for row in rows):
+        lines.append(
+            "Side by side: the cost per call of one form over the other's (1.10 = 10% slower), the "
+            "median of the rounds' ratios; both forms run in the same session, taking turns (round trips "
+            "call by call, submits a quarter of the calls at a time in the order A B B A B A A B), 2 "
+            "workers each."
+        )
     if "transfer" in groups:
         lines.append(
             f"MB/s counts 10^6 bytes; the payload is {plan.payload // 2**20} MiB. Result rows return a "
@@ -246,5 +275,8 @@ def report(plan: Plan, rows: list[Row], columns: list[str], results: Results) ->
         lines += ["### parallelize / each peer", "", *relative, ""]
     if "parallelize" in columns:
         lines += [*verdict(rows, columns, results), ""]
+        pairs = side_by_side(rows, results)
+        if pairs:
+            lines += ["### parallelize's forms side by side", "", *pairs, ""]
     lines += ["### Notes", "", *notes(rows, columns, plan, results)]
     return lines

@@ -13,8 +13,9 @@ each on its own default start method unless a row says otherwise, and a "bare pi
 worker processes on bare pipes, the physical limit (see _baseline.py).
 
 Rows (the performance issue's table):
-  roundtrip  warm round trip of a no-op, one call at a time (and parallelize's @parallel form)
-  submit     submit many no-ops one by one, then wait for all
+  roundtrip  warm round trip of a no-op, one call at a time (and parallelize's @parallel forms:
+             pool=p, and the plain decorator on the default pool, taking turns call by call)
+  submit     submit many no-ops one by one, then wait for all (and the same two @parallel forms)
   map        map a cheap function over many small items with each pool's own map API
   transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
@@ -62,10 +63,37 @@ def rows_for(plan: Plan) -> list[Row]:
     mib = plan.payload // 2**20
     ours = frozenset(ONLY_OURS)
     no_bare = frozenset(COLUMNS) - {"bare"}
+    calls = f"{plan.submits // 4 * 4:,} times"
     rows = [
         Row("rt", "roundtrip", "warm round trip, `submit(noop, x).result()` (µs)", False, 0),
         Row("rt_dec", "roundtrip", "warm round trip, `@parallel(pool=p)` function (µs)", False, 0, ours),
+        Row(
+            "rt_default",
+            "roundtrip",
+            "warm round trip, plain `@parallel` function, default pool (µs)",
+            False,
+            0,
+            ours,
+            "rt_dec",
+        ),
         Row("submit", "submit", f"submit {plan.submits:,} no-ops one by one, then wait (tasks/s)", True, 0),
+        Row(
+            "submit_dec",
+            "submit",
+            f"call a `@parallel(pool=p)` no-op {calls}, then wait (calls/s)",
+            True,
+            0,
+            ours,
+        ),
+        Row(
+            "submit_default",
+            "submit",
+            f"call a plain `@parallel` no-op {calls} on the default pool, then wait (calls/s)",
+            True,
+            0,
+            ours,
+            "submit_dec",
+        ),
         Row("map", "map", f"map `x * 2` over {plan.map_items:,} ints (items/s)", True, 0),
     ]
     for direction, what in (("arg", "argument, returns its length"), ("res", "result")):

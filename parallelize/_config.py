@@ -5,8 +5,11 @@ Precedence, highest first: ``configure()``, then the ``PARALLELIZE_WORKERS``,
 the CPUs this process may use (affinity and cgroup quota, not ``os.cpu_count()``) and forkserver on
 Linux, spawn elsewhere (fork from a process with threads can deadlock, and warns on 3.12+).
 
-Settings are read when the default pool is created, on first use. ``configure()`` after that raises
-rather than silently doing nothing: call ``shutdown()`` first, and the next use builds a new pool.
+Settings are read once, by the first call that uses the default backend, and again only after
+``shutdown()`` or ``configure()``: a call on the default pool costs what a call on an explicit
+``Pool`` does (reading the CPU budget alone opens seven /proc and cgroup files). ``configure()``
+after the default pool started raises rather than silently doing nothing: call ``shutdown()``
+first, and the next use builds a new pool with the new settings.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import _worker
 from ._backends import Backend, SyncBackend, ThreadBackend
 from ._errors import ParallelizeError
 
@@ -41,10 +45,17 @@ class Settings(NamedTuple):
     max_memory_per_worker: int | None = None  # bytes
 
 
+# _lock guards every write of the four globals below, and reads that must agree with each other
+# (configure() checking nothing has started). The per-call paths read _resolved, _default_pool
+# and _thread_backend without it: each is one reference, published only once the object it names
+# is fully built, so a reader sees either None (and takes _lock to build or wait) or a usable
+# backend. Whatever replaces or drops the default pool or thread backend must clear _resolved in
+# the same locked block (shutdown, configure, the at-fork hook).
 _lock = threading.RLock()
-_overrides: dict[str, object] = {}  # guarded by _lock: what configure() set
-_default_pool: Pool | None = None  # guarded by _lock
-_thread_backend: ThreadBackend | None = None  # guarded by _lock
+_overrides: dict[str, object] = {}  # what configure() set
+_default_pool: Pool | None = None
+_thread_backend: ThreadBackend | None = None
+_resolved: Backend | None = None  # default_backend()'s answer, until shutdown() or configure()
 _sync_backend = SyncBackend()
 
 
@@ -71,6 +82,7 @@ def configure(
         check_start_method(start_method)
     if backend is not None:
         check_backend(backend)
+    global _resolved
     with _lock:
         if _default_pool is not None or _thread_backend is not None:
             raise ParallelizeError(
@@ -86,6 +98,7 @@ def configure(
         ):
             if value is not None:
                 _overrides[key] = value
+        _resolved = None  # e.g. a sync default, which starts nothing, is chosen again next call
 
 
 def settings() -> Settings:
@@ -118,21 +131,44 @@ def _from_env(name: str, check: Callable[[str], str]) -> str | None:
 
 
 def default_backend() -> Backend:
-    """The backend of functions decorated without ``pool=`` or ``backend=``."""
-    from . import _worker
+    """The backend of functions decorated without ``pool=`` or ``backend=``.
 
+    Called on every call of such a function, so the common case is one global read, no lock:
+    the settings are resolved by the first call only (see the module docstring).
+    """
     if _worker.ACTIVE:
         # Inside a worker, a decorated call runs inline: a pool inside every worker would multiply
         # the processes by the pool size. (An explicit Pool still works there.)
         return _sync_backend
-    return backend_named(settings().backend)
+    backend = _resolved
+    if backend is None:
+        backend = _resolve_default()
+    return backend
+
+
+def _resolve_default() -> Backend:
+    global _resolved
+    with _lock:
+        # Threads that raced here wait for the first one and take what it built.
+        if _resolved is None:
+            _resolved = backend_named(settings().backend)
+        return _resolved
 
 
 def backend_named(name: str) -> Backend:
-    check_backend(name)
+    """The shared backend called ``name``; built on first use (per call: one global read)."""
     global _default_pool, _thread_backend
-    if name == "sync":
+    if name == "process":
+        pool = _default_pool
+        if pool is not None:
+            return pool
+    elif name == "thread":
+        threads = _thread_backend
+        if threads is not None:
+            return threads
+    elif name == "sync":
         return _sync_backend
+    check_backend(name)
     with _lock:
         if name == "thread":
             if _thread_backend is None:
@@ -151,10 +187,11 @@ def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
     Called at interpreter exit (with ``wait=True``), so a script that submits work and never asks
     for the results still gets its work done.
     """
-    global _default_pool, _thread_backend
+    global _default_pool, _thread_backend, _resolved
     with _lock:
         pool, _default_pool = _default_pool, None
         threads, _thread_backend = _thread_backend, None
+        _resolved = None
     for backend in (pool, threads):
         if backend is not None:
             backend.shutdown(wait, cancel_pending=cancel_pending)
@@ -162,8 +199,10 @@ def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
 
 def reset_for_tests() -> None:
     """Forget configure()'s settings (the test suite's fixture; not public API)."""
+    global _resolved
     with _lock:
         _overrides.clear()
+        _resolved = None
 
 
 def check_workers(workers: int, name: str = "workers") -> int:
@@ -290,9 +329,12 @@ def _read_quota_v1(base: str) -> float | None:
 
 def _after_fork_in_child() -> None:
     # The parent's thread backend has no threads here, and a lock may have been held mid-fork.
-    global _lock, _thread_backend
+    # The default pool object stays (it resets itself to NEW, see _pool), but the choice is made
+    # again: a forked worker must run calls inline, and a thread default must not be the parent's.
+    global _lock, _thread_backend, _resolved
     _lock = threading.RLock()
     _thread_backend = None
+    _resolved = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,9 +4,12 @@ The input is consumed as the output is, with a bounded number of chunks in fligh
 worker), so a generator of a million items is never held in memory, and leaving the loop early
 (break, ``close()``, garbage collection) cancels what was still queued or running.
 
-Every item has its own outcome. ``next()`` raises a failed item's exception at that item's
-position; a ``for`` loop stops there as usual, but the iterator is not finished: calling
-``next()`` again goes on with the following items (unlike a generator, which a raise ends).
+Every item has its own outcome, and no iterator over a map ends early. ``next()`` raises a failed
+item's exception at that item's position and the next ``next()`` goes on with the following items
+(unlike a generator, which a raise ends). The same holds for the iterator ``iter(m)`` returns, the
+one ``for``, ``zip``, ``list()`` and ``itertools`` use: a ``for`` loop or ``list()`` stops at the
+failure as usual, but that iterator, like the map, goes on from the next item when asked again.
+Only the end of the input (or ``close()``) ends them, and then with StopIteration.
 
 Without an explicit ``chunksize`` the chunk size adapts: the first chunks hold one item each, so
 the first results come back at once; after that each chunk is sized to take about
@@ -19,6 +22,10 @@ its items bare (no 1-tuple each), the worker runs a chunk in one C loop, and a `
 
     input --islice--> chunk list --pickle--> worker: list.extend(map(f, items)) --pickle-->
     chunk values --split at failed items--> runs --chain--> the consumer's loop
+
+A failed item reaches the chain as a run of its own that raises its exception once (``_Raising``):
+``itertools.chain`` drops its source of runs for good when the source raises, but not the run it
+is taking from, so the source of runs never raises and the chain goes on after a failure.
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ class MapIterator(Iterator[R], Generic[R]):
     ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
     ``iter()`` of it (what ``for`` and ``list()`` call) is not the map itself but a faster
     iterator at the same position: each result is handed out once, whether through it or
-    through ``next()`` on the map, however the two are mixed.
+    through ``next()`` on the map, however the two are mixed. Both go on past a failed item.
     """
 
     def __init__(
@@ -127,13 +134,28 @@ class MapIterator(Iterator[R], Generic[R]):
         return itertools.chain.from_iterable(self._runs())
 
     def _runs(self) -> Iterator[Iterator[R]]:
+        # Never raises: a generator that raises is finished, and the chain would end with it.
         while True:
             current = self._current
             yield current
             # The chain emptied ``current``. If next() moved on to another run meanwhile, that
             # run is not empty yet: hand it out as it is rather than skip past it.
-            if current is self._current and not self._load():
-                return
+            if current is not self._current:
+                continue
+            try:
+                if not self._load():
+                    return
+            except StopIteration as exc:
+                # Passed on as it is, an item's StopIteration would read as the end of its run and
+                # the item would vanish; a generator turns it into a RuntimeError too (PEP 479).
+                error = RuntimeError(
+                    "an item of the map raised StopIteration, which would end this loop as if the "
+                    "map were done; the item's exception is the cause of this one, and the map goes on"
+                )
+                error.__cause__ = exc
+                yield _Raising(error)
+            except BaseException as exc:  # noqa: BLE001 - raised by the chain, at this item's place
+                yield _Raising(exc)
 
     def __next__(self) -> R:
         for value in self._current:
@@ -220,6 +242,28 @@ class MapIterator(Iterator[R], Generic[R]):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # never raise from a finaliser (e.g. at interpreter exit)
             self.close()
+
+
+class _Raising(Iterator[Any]):
+    """A run that raises one exception when first asked, then is empty.
+
+    ``itertools.chain`` keeps the run it takes from when that run raises, so the consumer's next
+    request finds this one empty and the chain moves on to the runs after the failed item.
+    """
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self._error: BaseException | None = error
+
+    def __next__(self) -> Any:
+        error, self._error = self._error, None
+        if error is None:
+            raise StopIteration
+        try:
+            raise error
+        finally:
+            del error  # no reference cycle through this frame's traceback
 
 
 def _runs_of(values: list[Any], errors: dict[int, BaseException]) -> list[list[Any] | BaseException]:

@@ -167,6 +167,7 @@ def nested_pids() -> tuple[int, int]:
 
 
 decorated_rendezvous = parallel(rendezvous)
+decorated_thread_name = parallel(thread_name)
 limited_probe = parallel(workers=1)(probe)
 limited_block = parallel(workers=1)(block_until)
 limited_touch = parallel(workers=1)(touch)

@@ -82,6 +82,14 @@ def test_smoke_run_prints_a_table_with_n_a_for_a_missing_peer(tmp_path: Path) ->
     decorated = table_row(out, "warm round trip, `@parallel(pool=p)`")
     assert float(decorated["parallelize"].replace(",", "")) > 0
     assert decorated["ProcessPoolExecutor"] == "-"
+    default = table_row(out, "warm round trip, plain `@parallel` function, default pool")
+    assert float(default["parallelize"].replace(",", "")) > 0
+    assert default["ProcessPoolExecutor"] == "-"
+    # The default pool's row is shown next to the pool=p row it must match, with their ratio.
+    side = out[out.index("### parallelize's forms side by side") :]
+    pair = table_row(side, "warm round trip, plain `@parallel` function, default pool")
+    assert pair["compared with"] == "warm round trip, `@parallel(pool=p)` function (µs)"
+    assert float(pair["cost ratio"]) > 0
 
 
 @pytest.mark.timeout(30)

@@ -98,6 +98,27 @@ def test_a_fresh_default_pool_is_created_once_under_a_stampede(round_: int) -> N
     assert len(pool.worker_pids()) <= 2
 
 
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_sixteen_first_calls_at_once_resolve_one_default_backend(backend: str) -> None:
+    # The default backend is resolved by the first call and then read without a lock: threads
+    # racing through the first call must all end up with the one backend the winner built.
+    parallelize.configure(workers=2, backend=backend)
+    assert _config._resolved is None
+
+    def first_call(_: int) -> tuple[object, object]:
+        square = workers.decorated_square(3).result(timeout=RESULT_TIMEOUT)
+        return _config.default_backend(), square
+
+    results = _together(16, first_call)
+
+    chosen = {id(seen) for seen, _ in results}
+    assert len(chosen) == 1
+    assert all(square == 9 for _, square in results)
+    expected = _config._default_pool if backend == "process" else _config._thread_backend
+    assert results[0][0] is expected is _config._resolved
+    assert len(_dispatcher_threads()) == (1 if backend == "process" else 0)
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_a_fresh_explicit_pool_starts_once_under_a_stampede(round_: int) -> None:
     with Pool(2) as pool:

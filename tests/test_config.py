@@ -123,6 +123,88 @@ def test_configure_rejects_invalid_values(options: dict[str, object], word: str)
     assert Pool().workers == parallelize.available_cpus()  # nothing was stored
 
 
+# -- when the settings are read --------------------------------------------------------------------
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[None]:
+    """Make ``_config.<name>`` record each call in the list returned (it still runs as before)."""
+    calls: list[None] = []
+    real = getattr(_config, name)
+
+    def counted() -> object:
+        calls.append(None)
+        return real()
+
+    monkeypatch.setattr(_config, name, counted)
+    return calls
+
+
+def test_settings_are_read_by_the_first_call_not_by_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings_calls = _count_calls(monkeypatch, "settings")
+    cpu_calls = _count_calls(monkeypatch, "available_cpus")
+    forms = {
+        "the default pool": workers.decorated_square,
+        "backend='thread'": parallelize.parallel(backend="thread")(workers.square),
+        "workers=2 on the default pool": parallelize.parallel(workers=2)(workers.square),
+    }
+    for form, function in forms.items():
+        assert function(3).result(timeout=RESULT_TIMEOUT) == 9, form
+    assert settings_calls, "the first calls read the settings"
+    settings_calls.clear()
+    cpu_calls.clear()
+
+    for form, function in forms.items():
+        futures = [function(i) for i in range(50)]
+        assert [f.result(timeout=RESULT_TIMEOUT) for f in futures] == [i * i for i in range(50)], form
+        assert settings_calls == [], f"calls on {form} read the settings again"
+        assert cpu_calls == [], f"calls on {form} read the CPU budget again"
+
+
+def test_the_environment_is_read_again_after_shutdown_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELIZE_WORKERS", "1")
+    assert workers.decorated_square(2).result(timeout=RESULT_TIMEOUT) == 4
+    first = default_pool()
+    assert first.workers == 1
+
+    monkeypatch.setenv("PARALLELIZE_WORKERS", "2")
+    assert workers.decorated_square(3).result(timeout=RESULT_TIMEOUT) == 9
+    assert default_pool() is first  # settings are read when the default pool is built, once
+
+    parallelize.shutdown()
+    assert workers.decorated_square(4).result(timeout=RESULT_TIMEOUT) == 16
+    second = default_pool()
+    assert second is not first
+    assert second.workers == 2
+    assert first.state is PoolState.CLOSED
+
+
+def test_a_sync_default_is_chosen_again_after_configure_or_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sync backend starts nothing, so configure() is allowed after its first use: the next call
+    # must follow the new settings, not the backend the first call resolved.
+    parallelize.configure(backend="sync")
+    assert core_tasks.decorated_thread_name().result(timeout=RESULT_TIMEOUT) == "MainThread"
+    parallelize.configure(backend="thread")
+    assert core_tasks.decorated_thread_name().result(timeout=RESULT_TIMEOUT).startswith("parallelize-thread")
+
+    parallelize.shutdown()
+    _config.reset_for_tests()
+    monkeypatch.setenv("PARALLELIZE_BACKEND", "sync")
+    assert core_tasks.decorated_thread_name().result(timeout=RESULT_TIMEOUT) == "MainThread"
+    monkeypatch.setenv("PARALLELIZE_BACKEND", "thread")
+    assert core_tasks.decorated_thread_name().result(timeout=RESULT_TIMEOUT) == "MainThread"
+    parallelize.shutdown()
+    assert core_tasks.decorated_thread_name().result(timeout=RESULT_TIMEOUT).startswith("parallelize-thread")
+
+
+def test_a_worker_forked_after_the_default_was_resolved_runs_nested_calls_inline() -> None:
+    # With fork, the worker starts as a copy of this process, whose default backend is the pool.
+    parallelize.configure(start_method="fork", workers=1)
+    assert workers.decorated_square(2).result(timeout=RESULT_TIMEOUT) == 4
+    outer, inner = core_tasks.nested_pids().result(timeout=RESULT_TIMEOUT)
+    assert outer == inner
+    assert outer in default_pool().worker_pids()
+
+
 # -- environment variables -------------------------------------------------------------------------
 
 

@@ -334,9 +334,13 @@ def test_an_item_raising_stop_iteration_fails_only_itself(pool: Pool, chunksize:
     assert [next(results) for _ in range(5)] == [5, 6, 7, 8, 9]
     with pytest.raises(StopIteration):
         next(results)
-    # a for loop or list() does not end quietly at that item either (PEP 479: a RuntimeError)
-    with pytest.raises(RuntimeError):
-        list(pool.map(map_tasks.stop_at_4, range(10), chunksize=chunksize))
+    # a for loop or list() does not end quietly at that item either (a RuntimeError, as PEP 479
+    # makes of a generator's), and the iterator goes on after it
+    results = iter(pool.map(map_tasks.stop_at_4, range(10), chunksize=chunksize))
+    with pytest.raises(RuntimeError, match="raised StopIteration") as info:
+        list(results)
+    assert isinstance(info.value.__cause__, StopIteration)
+    assert list(results) == [5, 6, 7, 8, 9]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -385,6 +389,103 @@ def test_a_timeout_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
         with pytest.raises(TaskTimeout, match=r"tests\.map_tasks\.hang_at_5\(5\) ran past"):
             next(results)
         assert list(results) == [x * x for x in range(6, 16)]
+
+
+# -- no iterator over a map ends early -------------------------------------------------------------
+
+# A loop that catches a failed item's error and asks again: over the map itself, over the one
+# iterator iter() gives (what for, zip, list() and itertools take), or over iter() of that.
+CONSUMERS = {
+    "next() on the map": lambda results: results,
+    "iter(map)": iter,
+    "iter(iter(map))": lambda results: iter(iter(results)),
+}
+MESSAGES = (map_tasks.Every7thError, SerializationError, RuntimeError)
+
+
+def every_outcome(results: Iterator[Any]) -> list[Any]:
+    """Each outcome ``next()`` gives, asking again after each failure (recorded as its message),
+    until StopIteration; which must then stay the answer."""
+    taken: list[Any] = []
+    for _ in range(10_000):  # a bound, should an iterator keep raising
+        try:
+            taken.append(next(results))
+        except StopIteration:
+            with pytest.raises(StopIteration):
+                next(results)
+            return taken
+        except MESSAGES as exc:
+            taken.append(str(exc))
+    pytest.fail(f"the iterator gave no StopIteration after {len(taken)} outcomes")
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_iterator_goes_on_past_each_failed_item(backend: str, consumer: str) -> None:
+    # Chunks of 40: several failures in each chunk, and failures in every chunk.
+    results = mapper(backend, map_tasks.fail_every_7th)(range(100), chunksize=40)
+    assert every_outcome(CONSUMERS[consumer](results)) == expected_every_7th(100)
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 1000])
+def test_one_iterator_over_pool_map_goes_on_past_each_failed_item(pool: Pool, chunksize: int | None) -> None:
+    results = iter(pool.map(map_tasks.fail_every_7th, range(300), chunksize=chunksize))
+    assert every_outcome(results) == expected_every_7th(300)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_for_loops_over_one_iterator_go_on_after_a_failure(backend: str) -> None:
+    # A for loop ends at the failure; the next loop over the same iterator takes the next item.
+    results = iter(mapper(backend, map_tasks.fail_every_7th)(range(100), chunksize=40))
+    assert outcomes(results, map_tasks.Every7thError) == expected_every_7th(100)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zip_over_a_map_goes_on_and_keeps_positions(backend: str) -> None:
+    results = mapper(backend, map_tasks.fail_every_7th)(range(100), chunksize=40)
+    # count() is taken once per attempt, the failed ones too: its number is the item's position.
+    pairs = zip(itertools.count(), results)
+    taken = every_outcome(pairs)
+    assert taken == [(x, x * 10) if x % 7 != 3 else f"item {x} is refused" for x in range(100)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_list_raises_at_the_first_failure_and_the_iterator_goes_on(backend: str) -> None:
+    results = iter(mapper(backend, map_tasks.fail_every_7th)(range(20), chunksize=8))
+    with pytest.raises(map_tasks.Every7thError, match="item 3 is refused"):
+        list(results)
+    assert next(results) == 40
+    taken: list[int] = []
+    with pytest.raises(map_tasks.Every7thError, match="item 10 is refused"):
+        taken.extend(results)  # 10 is in the second chunk
+    assert taken == [50, 60, 70, 80, 90]
+    with pytest.raises(map_tasks.Every7thError, match="item 17 is refused"):
+        taken.extend(results)
+    assert taken[5:] == [110, 120, 130, 140, 150, 160]
+    assert list(results) == [180, 190]
+    assert list(results) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_islice_raises_at_a_failure_and_a_new_islice_goes_on(backend: str) -> None:
+    results = iter(mapper(backend, map_tasks.fail_every_7th)(range(20), chunksize=8))
+    with pytest.raises(map_tasks.Every7thError, match="item 3 is refused"):
+        list(itertools.islice(results, 10))
+    # An islice ends itself after passing on an error (as a generator does); the map goes on.
+    assert list(itertools.islice(results, 3)) == [40, 50, 60]
+    assert every_outcome(results) == expected_every_7th(20)[7:]
+
+
+def test_a_failed_chunk_and_a_broken_input_through_one_iterator(pool2: Pool) -> None:
+    # The chunk holding the lock cannot be pickled: its error stands once for both its items.
+    items = [1, 2, threading.Lock(), 4, 5, 6]
+    taken = every_outcome(iter(pool2.map(workers.identity, items, chunksize=2)))
+    assert taken[:2] == [1, 2]
+    assert "lock" in taken[2]
+    assert taken[3:] == [5, 6]
+    # A broken input ends the map after its error, and only then.
+    taken = every_outcome(iter(pool2.map(workers.square, breaks_after(5), chunksize=2)))
+    assert taken == [0, 1, 4, 9, 16, "the input broke after 5 items"]
 
 
 # -- for loops and next() share one position -------------------------------------------------------
