@@ -27,7 +27,6 @@ import functools
 import importlib
 import io
 import itertools
-import os
 import pickle
 import reprlib
 import sys
@@ -183,8 +182,10 @@ class _SendByValue(Exception):
 def main_defines(qualname: str) -> bool:
     """True if the main script defines ``qualname`` at its top level (so workers have it)."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if not path or "<" in qualname or not os.path.exists(path):
+    if not path or "<" in qualname:
         return False
+    # No os.path.exists here: this runs for every function a by-value pickle meets, at every call
+    # (see _functions); a path that is not a file ("<stdin>") reads as defining nothing, once.
     return qualname.split(".", maxsplit=1)[0] in _top_level_names(str(path))
 
 
