@@ -20,7 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._config import available_cpus, configure, shutdown
+    from ._config import available_cpus, configure, restart, shutdown
     from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
     from ._errors import (
         ParallelizeError,
@@ -48,6 +48,7 @@ __all__ = [
     # configuration
     "configure",
     "shutdown",
+    "restart",
     "available_cpus",
     # errors
     "ParallelizeError",
@@ -69,6 +70,7 @@ _HOME = {
     "PoolState": "_pool",
     "configure": "_config",
     "shutdown": "_config",
+    "restart": "_config",
     "available_cpus": "_config",
     "ParallelizeError": "_errors",
     "WorkerCrashed": "_errors",

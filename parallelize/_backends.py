@@ -26,8 +26,9 @@ from . import _shm
 from ._calls import run_items
 from ._coroutines import returned_coroutine, runnable
 from ._errors import PoolClosed, SerializationError
+from ._functions import FunctionHandle
 from ._futures import Future
-from ._serialize import FunctionHandle, dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
+from ._serialize import dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
@@ -47,7 +48,8 @@ def submit_call(
     kwargs: dict[str, Any],
     options: TaskOptions = NO_OPTIONS,
 ) -> Future[Any]:
-    task = Task(handle, args, kwargs, Future(), options=options)
+    # A snapshot per call: a by-value function is pickled as it is now (when encoded).
+    task = Task(handle.snapshot(), args, kwargs, Future(), options=options)
     backend._encode(task)
     _enqueue(backend, task)
     return task.future
@@ -61,8 +63,10 @@ def submit_chunk(
     *,
     bare: bool = False,
 ) -> Future[Any]:
-    """Submit one chunk of a map: argument tuples, or with ``bare`` single arguments."""
-    task = Task(handle, (), {}, Future(), items=items, options=options, bare=bare)
+    """Submit one chunk of a map: argument tuples, or with ``bare`` single arguments.
+
+    ``handle`` is the map's snapshot (see ``map_items``), so every chunk runs the same function."""
+    task = Task(handle.snapshot(), (), {}, Future(), items=items, options=options, bare=bare)
     backend._encode(task)
     _enqueue(backend, task)
     return task.future

@@ -27,7 +27,10 @@ Reply = tuple[int, int, bytes, int] | None
 
 
 def define(payload: memoryview, functions: Functions) -> None:
-    key, definition = loads(payload)
+    """Load a by-value function under its key, and drop the definitions the parent let go of."""
+    key, definition, forget = loads(payload)
+    for old in forget:
+        functions.pop(old, None)
     try:
         functions[key] = runnable(loads(definition))
     except Exception as exc:  # noqa: BLE001 - every task that uses it will report this

@@ -9,7 +9,7 @@ one of these states::
                         |                |
                         +--STOP----------+--timeout / cancel / memory--> doomed (terminated)
                         v
-                     retiring (max tasks or memory reached between tasks)
+                     retiring (max tasks or memory reached, or restart(), between tasks)
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from typing import TYPE_CHECKING
 
 from . import _protocol as wire
 from . import _worker
-from ._serialize import dumps
+from ._serialize import FunctionKey, dumps
 
 if TYPE_CHECKING:
     from ._task import Task
+
+# How many by-value functions a worker keeps at once (see WorkerHandle.defined).
+DEFINITIONS = 64
 
 # How long a terminated worker (SIGTERM) gets before it is killed (SIGKILL).
 KILL_GRACE = 1.0
@@ -59,6 +62,7 @@ class WorkerHandle:
         "results",
         "retiring",
         "sent_at",
+        "stale",
         "task",
         "tasks",
         "tasks_run",
@@ -78,12 +82,17 @@ class WorkerHandle:
         self.queued_bytes = 0
         self.queued_seconds = 0.0
         self.ready = False
-        self.defined: set[object] = set()  # keys of by-value functions this worker has
+        # Keys of the by-value functions this worker has, least recently used first: at most
+        # DEFINITIONS, so a notebook that redefines a function in a loop (or a function whose
+        # globals keep changing) does not grow the worker without bound. The parent decides what
+        # the worker forgets and tells it in the DEFINE that replaces it.
+        self.defined: dict[FunctionKey, None] = {}
         self._outbox: list[bytes] = []  # messages send() deferred to the next flush()
         self.deadline: float | None = None  # when the running task (or item) times out
         self.sent_at = 0.0  # when the running task was sent
         self.tasks_run = 0
         self.retiring = False  # told to STOP between tasks; will exit on its own
+        self.stale = False  # started before a restart(): retires instead of taking more work
         self.broken = False  # a write to it failed: it is gone, and only its sentinel is awaited
         self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
         self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
@@ -98,11 +107,11 @@ class WorkerHandle:
         handle = task.function
         outbox = self._outbox
         written = 0
-        if handle.definition is not None and handle.key not in self.defined:
-            definition = wire.pack(wire.DEFINE, 0, dumps((handle.key, handle.definition)))
-            outbox.append(definition)
-            self.defined.add(handle.key)
-            written += len(definition)
+        if handle.definition is not None:
+            define = self._define(handle.key, handle.definition)
+            if define is not None:
+                outbox.append(define)
+                written += len(define)
         attempt = task.attempts + 1
         message = wire.pack(kind, task.id, payload, attempt)
         outbox.append(message)
@@ -116,6 +125,22 @@ class WorkerHandle:
                 self.tasks_run -= 1
                 raise
         return written + len(message)
+
+    def _define(self, key: FunctionKey, definition: bytes) -> bytes | None:
+        """The DEFINE this worker needs before a task of ``key`` (None: it has it), forgetting
+        the least recently used definitions beyond DEFINITIONS."""
+        defined = self.defined
+        if key in defined:
+            del defined[key]
+            defined[key] = None  # now the most recently used
+            return None
+        forget = []
+        while len(defined) >= DEFINITIONS:
+            oldest = next(iter(defined))
+            del defined[oldest]
+            forget.append(oldest)
+        defined[key] = None
+        return wire.pack(wire.DEFINE, 0, dumps((key, definition, forget)))
 
     def flush(self) -> None:
         """Write what ``send`` deferred, in one system call when it fits the pipe."""

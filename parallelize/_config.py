@@ -29,7 +29,7 @@ from ._errors import ParallelizeError
 if TYPE_CHECKING:
     from ._pool import Pool
 
-__all__ = ["available_cpus", "configure", "settings", "shutdown"]
+__all__ = ["available_cpus", "configure", "restart", "settings", "shutdown"]
 
 BACKENDS = ("process", "thread", "sync")
 ENV_WORKERS = "PARALLELIZE_WORKERS"
@@ -195,6 +195,15 @@ def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
     for backend in (pool, threads):
         if backend is not None:
             backend.shutdown(wait, cancel_pending=cancel_pending)
+
+
+def restart() -> None:
+    """Replace the default pool's workers (see ``Pool.restart``): after ``importlib.reload``, or
+    to free what workers hold. Does nothing if the default pool has not started."""
+    with _lock:
+        pool = _default_pool
+    if pool is not None:
+        pool.restart()
 
 
 def reset_for_tests() -> None:

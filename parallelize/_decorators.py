@@ -24,9 +24,9 @@ import wrapt
 
 from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
+from ._functions import FunctionHandle, handle_for, reference_of
 from ._futures import Future
 from ._mapping import MapIterator, map_items, zip_arguments
-from ._serialize import FunctionHandle, handle_for, reference_of
 from ._task import NO_OPTIONS, TaskOptions, check_timeout, make_options
 
 if TYPE_CHECKING:

@@ -123,7 +123,7 @@ class Dispatcher:
             if not self._idle or self._requeued:
                 return False
             with self.inbox.lock:
-                if self.inbox.tasks or self.inbox.closing:
+                if self.inbox.tasks or self.inbox.closing or self.inbox.restarting:
                     return False
             worker = self._idle.popleft()
             if task.future.set_running_or_notify_cancel():
@@ -169,6 +169,8 @@ class Dispatcher:
     def _loop(self) -> None:
         while True:
             self._handle_stops()
+            if self.inbox.take_restart():
+                self._restart()
             self._dispatch()
             if self._finished():
                 return
@@ -261,6 +263,15 @@ class Dispatcher:
                 elif task in worker.queued:
                     worker.skip(task)  # it stays queued until the worker answers
 
+    def _restart(self) -> None:
+        """Retire every worker as max_tasks_per_worker would: idle ones now, busy ones when their
+        work (and what is queued behind it) is done. Replacements start on demand, so nothing
+        submitted after restart() runs in a worker that was there before it."""
+        for worker in self._workers.values():
+            worker.stale = True
+        while self._idle:
+            self._idle.popleft().retire()
+
     # -- handing out work ---------------------------------------------------------------------------
 
     def _next_task(self) -> Task | None:
@@ -269,7 +280,9 @@ class Dispatcher:
             if self._requeued:
                 return self._requeued.popleft()
             with self.inbox.lock:
-                if not self.inbox.tasks:
+                # A restart() not acted on yet: what was submitted after it must wait for the
+                # next round, which retires the workers first.
+                if not self.inbox.tasks or self.inbox.restarting:
                     return None
                 task = self.inbox.tasks.popleft()
             if task.future.set_running_or_notify_cancel():
@@ -360,6 +373,8 @@ class Dispatcher:
             return self._requeued[0]
         with self.inbox.lock:
             tasks = self.inbox.tasks
+            if self.inbox.restarting:
+                return None  # as in _next_task
             while tasks and tasks[0].future.cancelled():
                 tasks.popleft().future.set_running_or_notify_cancel()  # tells its waiters
             return tasks[0] if tasks else None
@@ -429,7 +444,9 @@ class Dispatcher:
         kind, task_id, attempt, next_id, payload = wire.unpack(message)
         if kind == wire.READY:
             worker.ready = True
-            if worker.doomed is None and not worker.retiring:
+            if worker.stale and worker.doomed is None and not worker.retiring:
+                worker.retire()  # booted before a restart(): it may have loaded the old code
+            elif worker.doomed is None and not worker.retiring:
                 self._idle.append(worker)
             return
         if kind == wire.INIT_FAILED:
@@ -479,11 +496,13 @@ class Dispatcher:
             self._stop(worker, "cancelled")
 
     def _after_task(self, worker: WorkerHandle) -> None:
-        """The worker has nothing left to do. Recycle it if it has done its share or grown too big;
-        otherwise it is idle again."""
+        """The worker has nothing left to do. Recycle it if it has done its share, grown too big
+        or outlived a restart(); otherwise it is idle again."""
         worker.deadline = None
-        if (self._max_tasks is not None and worker.tasks_run >= self._max_tasks) or (
-            self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory
+        if (
+            worker.stale
+            or (self._max_tasks is not None and worker.tasks_run >= self._max_tasks)
+            or (self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory)
         ):
             worker.retire()
         elif worker.doomed is None and not worker.retiring:

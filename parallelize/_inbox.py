@@ -6,7 +6,8 @@ waits on beside its workers' pipes, so one ``wait()`` hears both and nothing pol
 * ``put``: a new task, already pickled;
 * ``stop``: a running task whose future was cancelled (its worker must go);
 * ``interrupt``: Ctrl-C in a caller waiting on this pool (cancel everything, stop everything);
-* ``close``: shutdown, optionally cancelling what waits and stopping what runs.
+* ``close``: shutdown, optionally cancelling what waits and stopping what runs;
+* ``restart``: replace every worker (idle ones now, busy ones after their task), losing nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Inbox:
         self.stops: list[Task] = []  # guarded by lock: running tasks to stop
         self.stop_all = False  # guarded by lock: stop every running task (Ctrl-C, cancel_pending)
         self.closing = False  # guarded by lock
+        self.restarting = False  # guarded by lock: restart() was called, the dispatcher has not acted
         self._poked = False  # guarded by lock: a wake-up byte is already in the pipe
         self._pipe_open = True  # guarded by lock: False once the dispatcher has gone
         self.wake_reader, self._wake_writer = os.pipe()
@@ -73,6 +75,18 @@ class Inbox:
             self._poke_locked()
         for task in cancelled:
             task.future.cancel()
+
+    def restart(self) -> None:
+        with self.lock:
+            if self.closing:
+                raise PoolClosed("the pool is shut down, so it was not restarted; create a new Pool")
+            self.restarting = True
+            self._poke_locked()
+
+    def take_restart(self) -> bool:
+        with self.lock:
+            restarting, self.restarting = self.restarting, False
+        return restarting
 
     def take_stops(self) -> tuple[list[Task], bool]:
         with self.lock:

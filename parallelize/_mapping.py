@@ -37,8 +37,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ._backends import Backend, submit_chunk
+from ._functions import FunctionHandle
 from ._futures import Future
-from ._serialize import FunctionHandle
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
 
 R = TypeVar("R")
@@ -167,6 +167,10 @@ class MapIterator(Iterator[R], Generic[R]):
 
     def _load(self) -> bool:
         """Make the next run of values current: False at the end; raises a failed item's error."""
+        # The current run is used up: let go of its values before waiting for more (the caller
+        # has them; a map must not keep results it already handed out).
+        self._values = []
+        self._current = iter(self._values)
         while True:
             if self._pending:
                 piece = self._pending.popleft()
@@ -289,7 +293,12 @@ def map_items(
     chunksize: int | None = None,
     options: TaskOptions = NO_OPTIONS,
 ) -> MapIterator[Any]:
-    """Yield ``handle``'s result for each argument tuple, in order."""
+    """Yield ``handle``'s result for each argument tuple, in order.
+
+    The map takes one snapshot of the function, here at its start: a by-value function is pickled
+    once, with its first chunk, and every chunk runs that same function (see ``_functions``).
+    """
+    handle = handle.snapshot()
     if not isinstance(arguments, _OneIterable):
         return MapIterator(backend, handle, arguments, chunksize, options)
     mapping: MapIterator[Any] = MapIterator(backend, handle, arguments.items, chunksize, options, bare=True)

@@ -27,9 +27,10 @@ from . import _config, _guard
 from ._backends import encode, submit_call
 from ._dispatcher import Dispatcher
 from ._errors import PoolClosed
+from ._functions import handle_for
 from ._futures import Future
 from ._mapping import MapIterator, map_items, zip_arguments
-from ._serialize import dumps, handle_for
+from ._serialize import dumps
 from ._task import Task, check_timeout, options_of
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class Pool:
         self._start_method = _config.check_start_method(start_method or settings.start_method)
         self._initializer: bytes | None = None
         if initializer is not None:
-            handle = handle_for(initializer)
+            handle = handle_for(initializer).snapshot()  # as it is now, as the initargs are
             self._initializer = dumps((handle.key, handle.definition, tuple(initargs)))
         self._lock = threading.Lock()
         self._state = PoolState.NEW  # guarded by _lock
@@ -202,6 +203,20 @@ class Pool:
         dispatcher.inbox.close(cancel_pending)
         if wait:
             dispatcher.join()
+
+    def restart(self) -> None:
+        """Replace every worker, so code reloaded in this process (``importlib.reload``) reaches
+        the workers: idle workers are retired now, busy ones when their current work is done;
+        new ones start on demand. No task is lost and the pool stays open. Tasks submitted after
+        this returns run only in new workers. Raises PoolClosed after ``shutdown()``.
+        """
+        with self._lock:
+            dispatcher = self._dispatcher
+            if self._state is PoolState.NEW:
+                return  # no worker yet: the first ones will load the code as it is then
+            if self._state is not PoolState.RUNNING or dispatcher is None:
+                raise PoolClosed("the pool is shut down, so it was not restarted; create a new Pool")
+        dispatcher.inbox.restart()
 
     def __enter__(self) -> Self:
         return self

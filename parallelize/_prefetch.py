@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._serialize import FunctionHandle
+from ._functions import FunctionHandle
 
 if TYPE_CHECKING:
     from ._channel import WorkerHandle
@@ -34,6 +34,7 @@ def may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
         and worker.ready
         and worker.doomed is None
         and not worker.retiring
+        and not worker.stale
         and not task.stream
         and task.options.timeout is None
         and len(worker.queued) < TASKS

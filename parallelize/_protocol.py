@@ -37,7 +37,9 @@ RUN = 1  # payload: pickle of (function key, args, kwargs, retries, retry_on)
 # whose items are argument tuples, or single arguments when ``bare`` (a one-iterable map)
 RUN_MANY = 2
 RUN_EACH = 5  # as RUN_MANY, but the worker reports each item as it finishes (ITEM messages)
-DEFINE = 3  # payload: pickle of (function key, pickled function): sent once per worker and function
+# DEFINE payload: pickle of (function key, pickled function, keys to forget): before the first
+# task of a by-value function's pickle that the worker does not have (see _channel.WorkerHandle)
+DEFINE = 3
 STOP = 4  # no payload: finish and exit
 SKIP = 6  # no payload: drop this prefetched task if it has not started (it was cancelled)
 BATCH = 7  # payload: several messages, each preceded by its length (4 bytes): one write for many

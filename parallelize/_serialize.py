@@ -8,8 +8,9 @@ Functions travel two ways:
 * by reference, ``(module, qualname)``, when the worker can import them. The module attribute of a
   decorated function is our proxy, not the function, so plain pickle refuses the raw function ("not
   the same object as mod.f"); the worker looks the name up and unwraps our proxy instead.
-* by value, with cloudpickle, for ``__main__``, closures, lambdas and notebook cells. The bytes are
-  made once per function and sent once per worker (a DEFINE message), never with every task.
+* by value, with cloudpickle, for ``__main__``, closures, lambdas and notebook cells: pickled
+  again for every call, and sent to a worker (a DEFINE message) only when the bytes differ from
+  what it has (see ``_functions``).
 
 Plain pickle is tried first everywhere because it is fast; cloudpickle is the fallback for what it
 refuses (lambdas, local classes). Workers import this module, so cloudpickle is imported lazily.
@@ -26,22 +27,23 @@ import functools
 import importlib
 import io
 import itertools
-import os
 import pickle
 import reprlib
 import sys
-import threading
 import types
-import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _shm
 from ._errors import SerializationError
 
+if TYPE_CHECKING:
+    from ._functions import FunctionHandle
+
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
-# ("ref", module, qualname) or ("val", number): how a worker finds the function.
+# ("ref", module, qualname) or ("val", number): how a worker finds the function. A by-value
+# number names one pickle of a function (see _functions), not the function.
 FunctionKey = tuple[str, str, str] | tuple[str, int]
 
 
@@ -180,8 +182,10 @@ class _SendByValue(Exception):
 def main_defines(qualname: str) -> bool:
     """True if the main script defines ``qualname`` at its top level (so workers have it)."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if not path or "<" in qualname or not os.path.exists(path):
+    if not path or "<" in qualname:
         return False
+    # No os.path.exists here: this runs for every function a by-value pickle meets, at every call
+    # (see _functions); a path that is not a file ("<stdin>") reads as defining nothing, once.
     return qualname.split(".", maxsplit=1)[0] in _top_level_names(str(path))
 
 
@@ -286,94 +290,6 @@ def resolve(module: str | int, qualname: str | int) -> Any:
     for part in str(qualname).split("."):
         obj = getattr(obj, part)
     return unwrap(obj)
-
-
-class FunctionHandle:
-    """What a worker needs to find one function, made once per function in the parent."""
-
-    __slots__ = ("__weakref__", "definition", "function", "key", "label", "seconds")
-
-    _numbers = itertools.count(1)
-
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self.function = function
-        module = getattr(function, "__module__", None) or "?"
-        qualname = getattr(function, "__qualname__", None) or type(function).__qualname__
-        self.label = f"{module}.{qualname}"
-        # Seconds one call (one map item) takes, as dispatchers measure it; None until measured.
-        # Decides how many tasks may wait in a busy worker's pipe (see _dispatcher._prefetch).
-        self.seconds: float | None = None
-        reference = _reference(function, module, qualname)
-        self.key: FunctionKey
-        self.definition: bytes | None
-        if reference is not None:
-            self.key, self.definition = reference, None
-        else:
-            self.key = ("val", next(self._numbers))
-            try:
-                self.definition = dumps_by_value(function)
-            except Exception as exc:
-                raise SerializationError(
-                    f"{self.label} cannot be sent to a worker: it is neither importable by name nor "
-                    f"picklable by value ({type(exc).__name__}: {exc})"
-                ) from exc
-
-    def describe(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> str:
-        """'mod.f(3, key='x')': how error messages name one call."""
-        parts = [_short.repr(a) for a in args]
-        parts += [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
-        return f"{self.label}({', '.join(parts)})"
-
-
-def reference_of(function: object) -> tuple[str, str, str] | None:
-    """``("ref", module, qualname)`` if a worker can import ``function`` by name, else None."""
-    module = getattr(function, "__module__", None) or "?"
-    qualname = getattr(function, "__qualname__", None) or ""
-    return _reference(function, module, qualname)
-
-
-def _reference(function: object, module: str, qualname: str) -> tuple[str, str, str] | None:
-    if not isinstance(function, types.FunctionType | types.BuiltinFunctionType):
-        return None
-    if "<locals>" in qualname or "<lambda>" in qualname:
-        return None
-    if module == "__main__" and not main_defines(qualname):
-        return None
-    try:
-        found = resolve(module, qualname)
-    except Exception:  # noqa: BLE001 - not importable by name: send it by value instead
-        return None
-    return ("ref", module, qualname) if found is function else None
-
-
-_handles: weakref.WeakKeyDictionary[object, FunctionHandle] = weakref.WeakKeyDictionary()
-_handles_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _handles_lock
-    _handles_lock = threading.Lock()  # another thread may have held it at the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def handle_for(function: Callable[..., Any]) -> FunctionHandle:
-    """The (cached) handle of ``function``; our proxies are unwrapped first."""
-    raw = unwrap(function)
-    if not callable(raw):
-        raise TypeError(f"expected a callable, got {type_name(raw)}")
-    try:
-        with _handles_lock:
-            handle = _handles.get(raw)
-    except TypeError:  # unhashable or not weak-referenceable: no caching
-        return FunctionHandle(raw)
-    if handle is None:
-        handle = FunctionHandle(raw)
-        with _handles_lock:
-            _handles[raw] = handle
-    return handle
 
 
 def encode_call(

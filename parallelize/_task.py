@@ -12,8 +12,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, NamedTuple
 
+from ._functions import FunctionHandle
 from ._futures import Future
-from ._serialize import FunctionHandle
 
 _ids = itertools.count(1)
 

@@ -18,7 +18,8 @@ import pytest
 from parallelize import Future, Pool, WorkerCrashed, _prefetch
 from parallelize import _protocol as wire
 from parallelize._channel import start_worker
-from parallelize._serialize import encode_call, handle_for, loads
+from parallelize._functions import handle_for
+from parallelize._serialize import encode_call, loads
 from tests import pipeline_tasks as pt
 from tests.conftest import wait_until
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelize import Pool, TaskTimeout, WorkerCrashed, _serialize, _shm, parallel
+from parallelize import Pool, TaskTimeout, WorkerCrashed, _functions, _serialize, _shm, parallel
 
 from . import lifecycle_tasks, shm_tasks, workers
 from .conftest import wait_until
@@ -110,7 +110,7 @@ def test_map_with_large_items(pool: Pool) -> None:
 
 
 def test_small_messages_stay_in_the_pipe() -> None:
-    handle = _serialize.handle_for(shm_tasks.describe)
+    handle = _functions.handle_for(shm_tasks.describe)
     segments: list[str] = []
     data = _serialize.encode_call(handle, (b"x" * (_shm.MIN_BUFFER - 1),), {}, 0, (), segments)
     assert segments == []
@@ -156,7 +156,7 @@ def test_full_shared_memory_falls_back_to_the_pipe(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(os, "posix_fallocate", no_room)
     big = shm_tasks.make("bytearray")
     segments: list[str] = []
-    handle = _serialize.handle_for(shm_tasks.describe)
+    handle = _functions.handle_for(shm_tasks.describe)
     data = _serialize.encode_call(handle, (memoryview(big),), {}, 0, (), segments)
     assert segments == []
     assert len(data) > len(big)
