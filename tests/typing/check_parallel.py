@@ -221,20 +221,21 @@ def rejected_results() -> None:
 
 def rejected_maps(ints: list[int], words: list[str], pairs: list[tuple[int, str]]) -> None:
     # Only the overload whose call protocol matches the function's arity survives the self-type
-    # check, so mypy reports these like errors of that one signature (not [call-overload]).
+    # check, so mypy reports a wrong argument like an error of that one signature; a wrong number
+    # of iterables (or a bad keyword) leaves that overload and the 6-or-more one: [call-overload].
     crunch.map(words)  # type: ignore[arg-type]
     crunch.map(str(n) for n in ints)  # type: ignore[misc]
-    crunch.map(ints, ints)  # type: ignore[call-arg, arg-type]
-    add.map(ints)  # type: ignore[call-arg]
+    crunch.map(ints, ints)  # type: ignore[call-overload]
+    add.map(ints)  # type: ignore[call-overload]
     add.map(ints, words)  # type: ignore[arg-type]
-    add.map(ints, ints, ints)  # type: ignore[call-arg, arg-type]
+    add.map(ints, ints, ints)  # type: ignore[call-overload]
     label.map(words, ints, ints)  # type: ignore[arg-type]
-    label.map(words, ints)  # type: ignore[call-arg]
-    crunch.map(ints, chunksize="big")  # type: ignore[arg-type]
+    label.map(words, ints)  # type: ignore[call-overload]
+    crunch.map(ints, chunksize="big")  # type: ignore[call-overload]
     crunch.starmap(ints)  # type: ignore[arg-type]
     add.starmap(pairs)  # type: ignore[arg-type]
     add.starmap([(n, n, n) for n in ints])  # type: ignore[misc]
-    nothing.map(ints)  # type: ignore[misc, arg-type]
+    nothing.map(ints)  # type: ignore[call-arg]
     strings: Iterator[str] = crunch.map(ints)  # type: ignore[assignment]
     print(strings)
 
