@@ -8,7 +8,7 @@ is only created on first use) and hands the call to the seam in ``_backends``.
 Methods. A decorated function is a descriptor that binds like a plain function (see ``_methods``):
 ``@parallel`` may sit above ``@staticmethod`` or ``@classmethod`` (it unwraps them and binds the
 same way) or below ``@staticmethod``; below ``@classmethod`` it is refused, see
-``_refuse_under_classmethod``. The typed ``map`` / ``starmap`` live in ``_typing``.
+``_methods.refuse_under_classmethod``. The typed ``map`` / ``starmap`` live in ``_typing``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import (
     ParamSpec,
     Protocol,
     TypeVar,
-    cast,
     overload,
 )
 
@@ -36,10 +35,15 @@ from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
 from ._futures import Future
 from ._mapping import MapIterator, map_items, zip_arguments
-from ._methods import BoundInProcessFunction, BoundParallelFunction
+from ._methods import (
+    BoundInProcessFunction,
+    BoundParallelFunction,
+    refuse_classmethod_chaining,
+    refuse_under_classmethod,
+)
 from ._serialize import FunctionHandle, handle_for, reference_of
 from ._task import NO_OPTIONS, TaskOptions, check_timeout, make_options
-from ._typing import MapMethods
+from ._typing import MapMethods, _InProcessMethod, _ParallelMethod
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -94,7 +98,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         # only then can we tell whether a worker could import the function by name.
         handle = self._self_handle
         if handle is None:
-            _refuse_under_classmethod(self)
+            refuse_under_classmethod(self)
             handle = self._self_handle = handle_for(self.__wrapped__)
         return handle
 
@@ -131,44 +135,6 @@ def _import_proxy(module: str, qualname: str) -> object:
     return obj
 
 
-_UNDER_CLASSMETHOD = (
-    "{label}: @classmethod above @parallel or @in_process cannot work (Python 3.13 binds the class "
-    "without asking the decorated function, so .map would get the class as its first item); put "
-    "the decorator above @classmethod instead:\n    @parallel\n    @classmethod\n    def ..."
-)
-
-
-def _refuse_under_classmethod(function: _Decorated[Any, Any]) -> None:
-    """Raise if ``function`` sits in a class body under ``@classmethod``.
-
-    The decorator runs before ``classmethod`` wraps its result, so the earliest we can tell is
-    the first use (or, before Python 3.13, the first attribute access, see ``__get__``).
-    Only a class a worker could import by name is found here.
-    """
-    raw = function.__wrapped__
-    qualname: str = getattr(raw, "__qualname__", "")
-    owner_path, _, name = qualname.rpartition(".")
-    if not owner_path or "<" in owner_path:
-        return
-    try:
-        owner: object = importlib.import_module(raw.__module__)
-        for part in owner_path.split("."):
-            owner = getattr(owner, part)
-    except Exception:  # noqa: BLE001 - not importable by name: nothing to check
-        return
-    defined = vars(owner).get(name) if isinstance(owner, type) else None
-    if isinstance(defined, classmethod) and defined.__func__ is cast(object, function):
-        raise TypeError(_UNDER_CLASSMETHOD.format(label=f"{raw.__module__}.{qualname}"))
-
-
-def _refuse_classmethod_chaining(function: object, instance: object, owner: object) -> None:
-    # Before 3.13, classmethod.__get__ calls ours with (cls, cls); a normal access never does.
-    if owner is instance and isinstance(instance, type):
-        raw = function.__wrapped__  # type: ignore[attr-defined]
-        label = f"{raw.__module__}.{raw.__qualname__}"
-        raise TypeError(_UNDER_CLASSMETHOD.format(label=label))
-
-
 class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
     """A function whose calls run in worker processes and return ``Future``\\ s.
 
@@ -182,17 +148,30 @@ class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
         """The same as calling the function."""
         return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
+    # For checkers, ``@parallel`` over ``@classmethod`` or ``@staticmethod`` is a plain function
+    # whose first parameter is ``type[S]``, or not the instance's type: the first and last
+    # overloads. (At run time those are the subclasses below.)
+    @overload
+    def __get__(
+        self: _ParallelMethod[type[S], P2, R2], instance: None, owner: type[S], /
+    ) -> BoundParallelFunction[P2, R2]: ...
     @overload
     def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
     @overload
     def __get__(
-        self: ParallelFunction[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None, /
+        self: _ParallelMethod[type[S], P2, R2], instance: S, owner: type[Any] | None = None, /
     ) -> BoundParallelFunction[P2, R2]: ...
+    @overload
+    def __get__(
+        self: _ParallelMethod[S, P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundParallelFunction[P2, R2]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self: ...
     def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Any:
         if instance is None:
             return self
         if sys.version_info < (3, 13):
-            _refuse_classmethod_chaining(self, instance, owner)
+            refuse_classmethod_chaining(self, instance, owner)
         return BoundParallelFunction(self, instance)
 
     def _map_items(
@@ -237,17 +216,30 @@ class InProcessFunction(_Decorated[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._call(args, kwargs)  # type: ignore[no-any-return]
 
+    # For checkers, ``@parallel`` over ``@classmethod`` or ``@staticmethod`` is a plain function
+    # whose first parameter is ``type[S]``, or not the instance's type: the first and last
+    # overloads. (At run time those are the subclasses below.)
+    @overload
+    def __get__(
+        self: _InProcessMethod[type[S], P2, R2], instance: None, owner: type[S], /
+    ) -> BoundInProcessFunction[P2, R2]: ...
     @overload
     def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
     @overload
     def __get__(
-        self: InProcessFunction[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None, /
+        self: _InProcessMethod[type[S], P2, R2], instance: S, owner: type[Any] | None = None, /
     ) -> BoundInProcessFunction[P2, R2]: ...
+    @overload
+    def __get__(
+        self: _InProcessMethod[S, P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundInProcessFunction[P2, R2]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self: ...
     def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Any:
         if instance is None:
             return self
         if sys.version_info < (3, 13):
-            _refuse_classmethod_chaining(self, instance, owner)
+            refuse_classmethod_chaining(self, instance, owner)
         return BoundInProcessFunction(self, instance)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

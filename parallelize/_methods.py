@@ -13,6 +13,7 @@ names the raw function through the class, see ``_serialize.resolve``), by value 
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import types
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,12 @@ if TYPE_CHECKING:
     from ._mapping import MapIterator
     from ._task import TaskOptions
 
-__all__ = ["BoundInProcessFunction", "BoundParallelFunction"]
+__all__ = [
+    "BoundInProcessFunction",
+    "BoundParallelFunction",
+    "refuse_classmethod_chaining",
+    "refuse_under_classmethod",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,3 +157,41 @@ class BoundInProcessFunction(_Bound[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         result: R = self.__func__._call((self.__self__, *args), kwargs)
         return result
+
+
+_UNDER_CLASSMETHOD = (
+    "{label}: @classmethod above @parallel or @in_process cannot work (Python 3.13 binds the class "
+    "without asking the decorated function, so .map would get the class as its first item); put "
+    "the decorator above @classmethod instead:\n    @parallel\n    @classmethod\n    def ..."
+)
+
+
+def refuse_under_classmethod(function: Any) -> None:
+    """Raise if ``function`` sits in a class body under ``@classmethod``.
+
+    The decorator runs before ``classmethod`` wraps its result, so the earliest we can tell is
+    the first use (or, before Python 3.13, the first attribute access, see ``__get__``).
+    Only a class a worker could import by name is found here.
+    """
+    raw = function.__wrapped__
+    qualname: str = getattr(raw, "__qualname__", "")
+    owner_path, _, name = qualname.rpartition(".")
+    if not owner_path or "<" in owner_path:
+        return
+    try:
+        owner: object = importlib.import_module(raw.__module__)
+        for part in owner_path.split("."):
+            owner = getattr(owner, part)
+    except Exception:  # noqa: BLE001 - not importable by name: nothing to check
+        return
+    defined = vars(owner).get(name) if isinstance(owner, type) else None
+    if isinstance(defined, classmethod) and defined.__func__ is function:
+        raise TypeError(_UNDER_CLASSMETHOD.format(label=f"{raw.__module__}.{qualname}"))
+
+
+def refuse_classmethod_chaining(function: Any, instance: object, owner: object) -> None:
+    # Before 3.13, classmethod.__get__ calls ours with (cls, cls); a normal access never does.
+    if owner is instance and isinstance(instance, type):
+        raw = function.__wrapped__
+        label = f"{raw.__module__}.{raw.__qualname__}"
+        raise TypeError(_UNDER_CLASSMETHOD.format(label=label))

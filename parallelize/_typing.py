@@ -3,10 +3,20 @@
 ``ParallelFunction[P, R]`` keeps the whole parameter list through ``ParamSpec``, but a checker
 cannot split P into per-position types, so ``map``'s ``self`` is matched against the small call
 protocols ``_Call1`` .. ``_Call5`` (self-typed overloads on the generic class itself infer
-``Never`` in mypy). A sixth overload takes six or more iterables: past five the positions are not
-checked, but the result is still ``MapIterator[R]``, R being the function's own return type (it
-does not depend on the arguments, so it needs no protocol). It cannot swallow a mistake made with
-fewer iterables, because it needs at least six.
+``Never`` in mypy). Binding (``__get__``) uses the same trick: given ``Concatenate[S, P2]`` in a
+self-type, mypy 2.x does not check S, but it does through a protocol whose ``__call__`` takes S
+first (``_ParallelMethod``).
+
+mypy binds a generic function's type variables to Never in those protocols (pyright solves them
+from the iterables), so the next overload takes a function returning ``Future[Never]``: only a
+generic one (or one that never returns) matches it, and its items are unchecked and its result
+``MapIterator[Any]``, the honest type when T is not known. A function with a concrete result fails
+that self-type, so a mistake in its map is still reported.
+
+The last overload takes six or more iterables: past five the positions are not checked, but the
+result is still ``MapIterator[R]``, R being the function's own return type (it does not depend on
+the arguments, so it needs no protocol). It cannot swallow a mistake made with fewer iterables,
+because it needs at least six.
 
 ``MapMethods`` is a runtime mixin as well: the plain forms map over the iterables as given, the
 bound forms (``obj.method.map(xs)``) put the bound object in front of each item.
@@ -18,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing.Unpack is 3.11+
+    from typing_extensions import Never, Unpack  # typing's are 3.11+
 
     from ._futures import Future
     from ._mapping import MapIterator
@@ -31,6 +41,9 @@ T2_contra = TypeVar("T2_contra", contravariant=True)
 T3_contra = TypeVar("T3_contra", contravariant=True)
 T4_contra = TypeVar("T4_contra", contravariant=True)
 T5_contra = TypeVar("T5_contra", contravariant=True)
+S_contra = TypeVar("S_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+P2 = ParamSpec("P2")
 A1 = TypeVar("A1")
 A2 = TypeVar("A2")
 A3 = TypeVar("A3")
@@ -58,6 +71,24 @@ class _Call5(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, T5_contra, R2]
     def __call__(
         self, a1: T1_contra, a2: T2_contra, a3: T3_contra, a4: T4_contra, a5: T5_contra, /
     ) -> Future[R2]: ...
+
+
+class _CallGeneric(Protocol[R2]):
+    """Matches a generic function (``def same(x: T) -> T``) once mypy has bound T to Never."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Future[R2]: ...
+
+
+class _ParallelMethod(Protocol[S_contra, P2, R2]):
+    """A ``@parallel`` function seen as a method: its first parameter takes the bound object."""
+
+    def __call__(self, first: S_contra, /, *args: P2.args, **kwargs: P2.kwargs) -> Future[R2]: ...
+
+
+class _InProcessMethod(Protocol[S_contra, P2, R_co]):
+    """An ``@in_process`` function seen as a method."""
+
+    def __call__(self, first: S_contra, /, *args: P2.args, **kwargs: P2.kwargs) -> R_co: ...
 
 
 class MapMethods(Generic[P, R]):
@@ -133,6 +164,14 @@ class MapMethods(Generic[P, R]):
     ) -> MapIterator[R2]: ...
     @overload
     def map(
+        self: _CallGeneric[Never],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> MapIterator[Any]: ...
+    @overload
+    def map(
         self,
         it1: Iterable[Any],
         it2: Iterable[Any],
@@ -200,6 +239,15 @@ class MapMethods(Generic[P, R]):
         chunksize: int | None = None,
         timeout: float | None = None,
     ) -> MapIterator[R2]: ...
+    @overload
+    def starmap(
+        self: _CallGeneric[Never],
+        iterable: Iterable[Iterable[Any]],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> MapIterator[Any]: ...
     @overload
     def starmap(
         self,
