@@ -123,7 +123,9 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         reference = reference_of(raw)
         if reference is not None:
             return (_import_proxy, reference[1:])
-        return (type(self), (raw, self._self_options))
+        # A pool cannot cross (it holds locks and threads) and a worker runs calls inline anyway;
+        # this is how a class defined in a function travels with its decorated methods.
+        return (type(self), (raw, self._self_options._replace(pool=None)))
 
 
 def _import_proxy(module: str, qualname: str) -> object:
