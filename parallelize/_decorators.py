@@ -5,10 +5,10 @@ A decorated function is a wrapt proxy, so ``__name__``, ``__doc__``, ``inspect.s
 backend per call (its ``pool=``, its ``backend=``, or the configured default, so the default pool
 is only created on first use) and hands the call to the seam in ``_backends``.
 
-Typing notes. ``ParallelFunction[P, R]`` keeps the whole parameter list through ``ParamSpec``. For
-``map`` and ``starmap`` mypy cannot split P into per-position types, so ``self`` is matched
-against the small call protocols ``_Call1`` .. ``_Call5`` (self-typed overloads on the generic class
-itself infer ``Never`` in mypy 2.x).
+Methods. A decorated function is a descriptor that binds like a plain function (see ``_methods``):
+``@parallel`` may sit above ``@staticmethod`` or ``@classmethod`` (it unwraps them and binds the
+same way) or below ``@staticmethod``; below ``@classmethod`` it is refused, see
+``_methods.refuse_under_classmethod``. The typed ``map`` / ``starmap`` live in ``_typing``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,21 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import inspect
+import sys
 import types
-from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 import wrapt
 
@@ -27,9 +39,20 @@ from ._backends import Backend, Limited, submit_call
 from ._functions import FunctionHandle, handle_for, reference_of
 from ._futures import Future
 from ._mapping import MapIterator, map_items, zip_arguments
+from ._methods import (
+    BoundInProcessFunction,
+    BoundParallelFunction,
+    refuse_classmethod_chaining,
+    refuse_under_classmethod,
+)
 from ._task import NO_OPTIONS, TaskOptions, check_timeout, make_options
+from ._typing import MapMethods, _InProcessMethod, _ParallelMethod
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from typing_extensions import Self  # typing.Self is 3.11+
+
     from ._pool import Pool
 
 __all__ = ["InProcessFunction", "ParallelFunction", "in_process", "parallel"]
@@ -38,38 +61,8 @@ P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
 R2 = TypeVar("R2")
-T1_contra = TypeVar("T1_contra", contravariant=True)
-T2_contra = TypeVar("T2_contra", contravariant=True)
-T3_contra = TypeVar("T3_contra", contravariant=True)
-T4_contra = TypeVar("T4_contra", contravariant=True)
-T5_contra = TypeVar("T5_contra", contravariant=True)
-A1 = TypeVar("A1")
-A2 = TypeVar("A2")
-A3 = TypeVar("A3")
-A4 = TypeVar("A4")
-A5 = TypeVar("A5")
-
-
-class _Call1(Protocol[T1_contra, R2]):
-    def __call__(self, a1: T1_contra, /) -> Future[R2]: ...
-
-
-class _Call2(Protocol[T1_contra, T2_contra, R2]):
-    def __call__(self, a1: T1_contra, a2: T2_contra, /) -> Future[R2]: ...
-
-
-class _Call3(Protocol[T1_contra, T2_contra, T3_contra, R2]):
-    def __call__(self, a1: T1_contra, a2: T2_contra, a3: T3_contra, /) -> Future[R2]: ...
-
-
-class _Call4(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, R2]):
-    def __call__(self, a1: T1_contra, a2: T2_contra, a3: T3_contra, a4: T4_contra, /) -> Future[R2]: ...
-
-
-class _Call5(Protocol[T1_contra, T2_contra, T3_contra, T4_contra, T5_contra, R2]):
-    def __call__(
-        self, a1: T1_contra, a2: T2_contra, a3: T3_contra, a4: T4_contra, a5: T5_contra, /
-    ) -> Future[R2]: ...
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 class _Options(NamedTuple):
@@ -114,6 +107,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         # only then can we tell whether a worker could import the function by name.
         handle = self._self_handle
         if handle is None:
+            refuse_under_classmethod(self)
             handle = self._self_handle = handle_for(self.__wrapped__)
         return handle
 
@@ -138,7 +132,9 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         reference = reference_of(raw)
         if reference is not None:
             return (_import_proxy, reference[1:])
-        return (type(self), (raw, self._self_options))
+        # A pool cannot cross (it holds locks and threads) and a worker runs calls inline anyway;
+        # this is how a class defined in a function travels with its decorated methods.
+        return (type(self), (raw, self._self_options._replace(pool=None)))
 
 
 _Async: TypeAlias = "ParallelFunction[P2, Coroutine[Any, Any, R2]]"
@@ -148,14 +144,18 @@ _AsyncType: TypeAlias = "ParallelFunction[P2, types.CoroutineType[Any, Any, R2]]
 def _import_proxy(module: str, qualname: str) -> object:
     obj: object = importlib.import_module(module)
     for part in qualname.split("."):
-        obj = getattr(obj, part)
+        # In a class body, take the proxy as defined: a classmethod's would come back bound.
+        defined = vars(obj).get(part) if isinstance(obj, type) else None
+        obj = defined if getattr(type(defined), "_parallelize_proxy", False) else getattr(obj, part)
     return obj
 
 
-class ParallelFunction(_Decorated[P, R]):
+class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
     """A function whose calls run in worker processes and return ``Future``\\ s.
 
-    Methods: ``submit`` (the same as a call), ``map`` and ``starmap``.
+    In a class body it binds like a function: ``obj.method(x)`` runs ``Class.method(obj, x)`` in
+    a worker, ``obj`` pickled with the call. Methods: ``submit`` (the same as a call), ``map``
+    and ``starmap``.
     """
 
     @property
@@ -194,149 +194,104 @@ class ParallelFunction(_Decorated[P, R]):
         """The same as calling the function."""
         return submit_call(self._backend(), self._function_handle(), args, kwargs, self._self_task_options)
 
+    # For checkers, ``@parallel`` over ``@classmethod`` or ``@staticmethod`` is a plain function
+    # whose first parameter is ``type[S]``, or not the instance's type: the first and last
+    # overloads. (At run time those are the subclasses below.)
     @overload
-    def map(
-        self: _Call1[A1, R2],
-        it1: Iterable[A1],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
+    def __get__(
+        self: _ParallelMethod[type[S], P2, R2], instance: None, owner: type[S], /
+    ) -> BoundParallelFunction[P2, R2]: ...
     @overload
-    def map(
-        self: _Call2[A1, A2, R2],
-        it1: Iterable[A1],
-        it2: Iterable[A2],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
+    def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
     @overload
-    def map(
-        self: _Call3[A1, A2, A3, R2],
-        it1: Iterable[A1],
-        it2: Iterable[A2],
-        it3: Iterable[A3],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
+    def __get__(
+        self: _ParallelMethod[type[S], P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundParallelFunction[P2, R2]: ...
     @overload
-    def map(
-        self: _Call4[A1, A2, A3, A4, R2],
-        it1: Iterable[A1],
-        it2: Iterable[A2],
-        it3: Iterable[A3],
-        it4: Iterable[A4],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
+    def __get__(
+        self: _ParallelMethod[S, P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundParallelFunction[P2, R2]: ...
     @overload
-    def map(
-        self: _Call5[A1, A2, A3, A4, A5, R2],
-        it1: Iterable[A1],
-        it2: Iterable[A2],
-        it3: Iterable[A3],
-        it4: Iterable[A4],
-        it5: Iterable[A5],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    def map(
-        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
-    ) -> MapIterator[Any]:
-        """Results in input order, like ``builtins.map``; lazy and chunked automatically.
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Any:
+        if instance is None:
+            return self
+        if sys.version_info < (3, 13):
+            refuse_classmethod_chaining(self, instance, owner)
+        return BoundParallelFunction(self, instance)
 
-        ``timeout`` (default: the decorator's) bounds each item's running time, even inside a
-        chunk: only the item that ran too long fails, and the rest of its chunk runs on.
-        """
-        return map_items(
-            self._backend(),
-            self._function_handle(),
-            zip_arguments(iterables),
-            chunksize,
-            self._map_options(timeout),
-        )
-
-    @overload
-    def starmap(
-        self: _Call1[A1, R2],
-        iterable: Iterable[tuple[A1]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call2[A1, A2, R2],
-        iterable: Iterable[tuple[A1, A2]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call3[A1, A2, A3, R2],
-        iterable: Iterable[tuple[A1, A2, A3]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call4[A1, A2, A3, A4, R2],
-        iterable: Iterable[tuple[A1, A2, A3, A4]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call5[A1, A2, A3, A4, A5, R2],
-        iterable: Iterable[tuple[A1, A2, A3, A4, A5]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    def starmap(
-        self,
-        iterable: Iterable[Iterable[Any]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
+    def _map_items(
+        self, arguments: Iterator[tuple[Any, ...]], chunksize: int | None, timeout: float | None
     ) -> MapIterator[Any]:
-        """Like ``itertools.starmap``: each item is a tuple of arguments."""
-        arguments = (tuple(item) for item in iterable)
         return map_items(
             self._backend(), self._function_handle(), arguments, chunksize, self._map_options(timeout)
         )
+
+    def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:
+        return zip_arguments(iterables)
+
+    def _starmap_arguments(self, iterable: Iterable[Iterable[Any]]) -> Iterator[tuple[Any, ...]]:
+        return (tuple(item) for item in iterable)
 
     def _map_options(self, timeout: float | None) -> TaskOptions:
         options: TaskOptions = self._self_task_options
         return options if timeout is None else options._replace(timeout=check_timeout(timeout))
 
 
+class ParallelStaticMethod(ParallelFunction[P, R]):
+    """``@parallel`` above ``@staticmethod``: never binds."""
+
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self:  # type: ignore[override]
+        return self
+
+
+class ParallelClassMethod(ParallelFunction[Concatenate[type[Any], P], R]):
+    """``@parallel`` above ``@classmethod``: binds the class, on the class or an instance."""
+
+    def __get__(  # type: ignore[override]
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> BoundParallelFunction[P, R]:
+        return BoundParallelFunction(self, owner if owner is not None else type(instance))
+
+
 class InProcessFunction(_Decorated[P, R]):
     """A function that runs in a worker process but is called like itself: same signature,
-    same return value, the worker's exception re-raised."""
+    same return value, the worker's exception re-raised. In a class body it binds like a
+    function."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._call(args, kwargs)  # type: ignore[no-any-return]
+
+    # For checkers, ``@parallel`` over ``@classmethod`` or ``@staticmethod`` is a plain function
+    # whose first parameter is ``type[S]``, or not the instance's type: the first and last
+    # overloads. (At run time those are the subclasses below.)
+    @overload
+    def __get__(
+        self: _InProcessMethod[type[S], P2, R2], instance: None, owner: type[S], /
+    ) -> BoundInProcessFunction[P2, R2]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
+    @overload
+    def __get__(
+        self: _InProcessMethod[type[S], P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundInProcessFunction[P2, R2]: ...
+    @overload
+    def __get__(
+        self: _InProcessMethod[S, P2, R2], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundInProcessFunction[P2, R2]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Any:
+        if instance is None:
+            return self
+        if sys.version_info < (3, 13):
+            refuse_classmethod_chaining(self, instance, owner)
+        return BoundInProcessFunction(self, instance)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._self_coroutine:  # async def: the call stays awaitable (R is its coroutine type)
-            return self._awaitable(args, kwargs)  # type: ignore[return-value]
-        future: Future[R]
+            return self._awaitable(args, kwargs)
+        future: Future[Any]
         options = self._self_task_options
         if self._self_options.isolated:
             future = _submit_isolated(self._function_handle(), args, kwargs, options)
@@ -355,6 +310,22 @@ class InProcessFunction(_Decorated[P, R]):
             return await submit_call(pool, handle, args, kwargs, options)
         finally:
             pool.shutdown(wait=True)  # the call is over (or cancelled): its process exits at once
+
+
+class InProcessStaticMethod(InProcessFunction[P, R]):
+    """``@in_process`` above ``@staticmethod``: never binds."""
+
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self:  # type: ignore[override]
+        return self
+
+
+class InProcessClassMethod(InProcessFunction[Concatenate[type[Any], P], R]):
+    """``@in_process`` above ``@classmethod``: binds the class, on the class or an instance."""
+
+    def __get__(  # type: ignore[override]
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> BoundInProcessFunction[P, R]:
+        return BoundInProcessFunction(self, owner if owner is not None else type(instance))
 
 
 def _submit_isolated(
@@ -379,13 +350,40 @@ def _submit_isolated(
 
 
 class _ParallelDecorator(Protocol):
+    @overload
+    def __call__(self, function: staticmethod[P, R], /) -> ParallelStaticMethod[P, R]: ...
+    @overload
+    def __call__(self, function: classmethod[Any, P, R], /) -> ParallelClassMethod[P, R]: ...
+    @overload
     def __call__(self, function: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 
 
 class _InProcessDecorator(Protocol):
+    @overload
+    def __call__(self, function: staticmethod[P, R], /) -> InProcessStaticMethod[P, R]: ...
+    @overload
+    def __call__(self, function: classmethod[Any, P, R], /) -> InProcessClassMethod[P, R]: ...
+    @overload
     def __call__(self, function: Callable[P, R], /) -> InProcessFunction[P, R]: ...
 
 
+def _decorate(function: object, options: _Options, kinds: tuple[type[_Decorated[Any, Any]], ...]) -> Any:
+    """Make the decorated form; ``kinds``: the plain, staticmethod and classmethod classes."""
+    if isinstance(function, staticmethod):
+        return kinds[1](function.__func__, options)
+    if isinstance(function, classmethod):
+        return kinds[2](function.__func__, options)
+    return kinds[0](function, options)  # type: ignore[arg-type]
+
+
+_PARALLEL_KINDS = (ParallelFunction, ParallelStaticMethod, ParallelClassMethod)
+_IN_PROCESS_KINDS = (InProcessFunction, InProcessStaticMethod, InProcessClassMethod)
+
+
+@overload
+def parallel(function: staticmethod[P, R], /) -> ParallelStaticMethod[P, R]: ...
+@overload
+def parallel(function: classmethod[Any, P, R], /) -> ParallelClassMethod[P, R]: ...
 @overload
 def parallel(function: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 @overload
@@ -399,7 +397,7 @@ def parallel(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> _ParallelDecorator: ...
 def parallel(
-    function: Callable[..., Any] | None = None,
+    function: Callable[..., Any] | classmethod[Any, Any, Any] | None = None,
     /,
     *,
     workers: int | None = None,
@@ -420,7 +418,7 @@ def parallel(
     An ``async def`` runs too: a worker runs each call's coroutine in a fresh event loop
     (``asyncio.run``), and the future holds what it returns (``Future[R]`` for ``-> R``).
     """
-    if function is not None and not callable(function):
+    if function is not None and not callable(function) and not isinstance(function, classmethod):
         raise _not_a_function("parallel", function)
     if pool is not None and backend is not None:
         raise TypeError("pass pool= or backend=, not both")
@@ -428,14 +426,18 @@ def parallel(
         workers=workers, pool=pool, backend=backend, task=make_options(timeout, retries, retry_on)
     )
     if function is not None:
-        return ParallelFunction(function, options)
+        return _decorate(function, options, _PARALLEL_KINDS)  # type: ignore[no-any-return]
 
     def decorate(function: Callable[P, R], /) -> ParallelFunction[P, R]:
-        return ParallelFunction(function, options)
+        return _decorate(function, options, _PARALLEL_KINDS)  # type: ignore[no-any-return]
 
-    return decorate
+    return decorate  # type: ignore[return-value]
 
 
+@overload
+def in_process(function: staticmethod[P, R], /) -> InProcessStaticMethod[P, R]: ...
+@overload
+def in_process(function: classmethod[Any, P, R], /) -> InProcessClassMethod[P, R]: ...
 @overload
 def in_process(function: Callable[P, R], /) -> InProcessFunction[P, R]: ...
 @overload
@@ -449,7 +451,7 @@ def in_process(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
 ) -> _InProcessDecorator: ...
 def in_process(
-    function: Callable[..., Any] | None = None,
+    function: Callable[..., Any] | classmethod[Any, Any, Any] | None = None,
     /,
     *,
     pool: Pool | None = None,
@@ -468,7 +470,7 @@ def in_process(
     On an ``async def`` the call stays awaitable, as the signature says: ``await f(x)`` runs the
     coroutine in a worker (in a fresh event loop) without blocking the caller's event loop.
     """
-    if function is not None and not callable(function):
+    if function is not None and not callable(function) and not isinstance(function, classmethod):
         raise _not_a_function("in_process", function)
     if sum((pool is not None, backend is not None, isolated)) > 1:
         raise TypeError("pass at most one of pool=, backend= and isolated=True")
@@ -476,12 +478,12 @@ def in_process(
         pool=pool, backend=backend, isolated=isolated, task=make_options(timeout, retries, retry_on)
     )
     if function is not None:
-        return InProcessFunction(function, options)
+        return _decorate(function, options, _IN_PROCESS_KINDS)  # type: ignore[no-any-return]
 
     def decorate(function: Callable[P, R], /) -> InProcessFunction[P, R]:
-        return InProcessFunction(function, options)
+        return _decorate(function, options, _IN_PROCESS_KINDS)  # type: ignore[no-any-return]
 
-    return decorate
+    return decorate  # type: ignore[return-value]
 
 
 def _not_a_function(name: str, argument: object) -> TypeError:

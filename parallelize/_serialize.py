@@ -288,7 +288,9 @@ def resolve(module: str | int, qualname: str | int) -> Any:
     """Import ``module`` and follow ``qualname``, unwrapping our proxies (used in workers)."""
     obj: object = importlib.import_module(str(module))
     for part in str(qualname).split("."):
-        obj = getattr(obj, part)
+        # A decorated method as its class defines it: getattr would bind a classmethod's.
+        defined = vars(obj).get(part) if isinstance(obj, type) else None
+        obj = defined if is_proxy(defined) else getattr(obj, part)
     return unwrap(obj)
 
 

@@ -24,7 +24,8 @@ def public_names_resolve() -> None:
     assert_type(parallelize.available_cpus(), int)
     assert_type(parallelize.Pool(2).workers, int)
     state: parallelize.PoolState = parallelize.PoolState.NEW
-    assert_type(state.value, str)
+    value: str = state.value  # basedpyright narrows it further, to Literal['new']
+    print(value)
     assert_type(parallelize.parallel(len)("abc"), Future[int])
 
 

@@ -44,7 +44,7 @@ def wrap(item: T) -> list[T]:
 def decorated_types() -> None:
     # assert_type would compare parameter names too, so these are assignments.
     bare: InProcessFunction[[str], int] = parse
-    isolated: InProcessFunction[[str], bytes] = risky
+    isolated: Callable[[str], bytes] = risky  # ParamSpec is invariant: the keyword counts too
     none: InProcessFunction[[], None] = nothing
     print(bare, isolated, none)
 

@@ -65,6 +65,11 @@ def same(item: T) -> T:
     return item
 
 
+@parallel
+def six(a: int, b: int, c: int, d: int, e: int, sep: str) -> str:
+    return sep.join(map(str, (a, b, c, d, e)))
+
+
 def decorated_types() -> None:
     # assert_type would compare parameter names too ("Arg(int, 'x')"), so these are assignments.
     one: ParallelFunction[[int], float] = crunch
@@ -125,7 +130,7 @@ def one_iterable_map() -> None:
     assert_type(crunch.map(bools), MapIterator[float])  # bool is an int
     for value in crunch.map([1, 2]):
         assert_type(value, float)
-    total: float = sum(crunch.map([1, 2]))
+    total: float = sum(crunch.map([1, 2]), 0.0)
     assert_type(total, float)
 
 
@@ -135,9 +140,17 @@ def several_iterable_map() -> None:
     assert_type(defaulted.map([1, 2], [3, 4]), MapIterator[int])
     assert_type(label.map(["a", "b"], [1, 2], ["-", "+"]), MapIterator[str])
     assert_type(total.map([1], [2], [3], [4], [5]), MapIterator[int])
-    # Not promised: .map/.starmap of a *generic* function (like `same`) infers Never and rejects
-    # every iterable, because mypy cannot keep a generic callable inside an instance type; calls
-    # of it are fine (see calls_return_futures).
+    assert_type(six.map([1], [2], [3], [4], [5], ["a"]), MapIterator[str])  # past five: unchecked items
+    assert_type(six.map([1], [2], [3], [4], [5], ["a"], chunksize=2), MapIterator[str])
+    assert_type(six.starmap([(1, 2, 3, 4, 5, "a")]), MapIterator[str])
+
+
+def generic_function_map(ints: list[int]) -> None:
+    # basedpyright infers MapIterator[int]; mypy cannot solve T through the call protocols and
+    # falls back to MapIterator[Any]. Either way the map is accepted and assignable.
+    values: MapIterator[int] = same.map(ints)
+    pairs: MapIterator[int] = same.starmap([(1,), (2,)])
+    print(values, pairs)
 
 
 def starmap_takes_tuples() -> None:
@@ -158,10 +171,15 @@ def wrapped_keeps_the_signature() -> None:
 
 
 def decorated_functions_are_callables() -> None:
-    as_callable: Callable[[int], Future[float]] = crunch
-    as_concurrent: Callable[[int, int], concurrent.futures.Future[int]] = add
-    assert_type(as_callable(1), Future[float])
-    assert_type(as_concurrent(1, 2), concurrent.futures.Future[int])
+    # Passed as arguments: an annotated local would be narrowed back to the decorated type.
+    def as_callable(function: Callable[[int], Future[float]]) -> None:
+        assert_type(function(1), Future[float])
+
+    def as_concurrent(function: Callable[[int, int], concurrent.futures.Future[int]]) -> None:
+        assert_type(function(1, 2), concurrent.futures.Future[int])
+
+    as_callable(crunch)
+    as_concurrent(add)
 
 
 def pool_option() -> None:
@@ -221,20 +239,22 @@ def rejected_results() -> None:
 
 def rejected_maps(ints: list[int], words: list[str], pairs: list[tuple[int, str]]) -> None:
     # Only the overload whose call protocol matches the function's arity survives the self-type
-    # check, so mypy reports these like errors of that one signature (not [call-overload]).
+    # check, so mypy reports a wrong argument like an error of that one signature; a wrong number
+    # of iterables (or a bad keyword) leaves that overload and the 6-or-more one: [call-overload].
     crunch.map(words)  # type: ignore[arg-type]
     crunch.map(str(n) for n in ints)  # type: ignore[misc]
-    crunch.map(ints, ints)  # type: ignore[call-arg, arg-type]
-    add.map(ints)  # type: ignore[call-arg]
+    crunch.map(ints, ints)  # type: ignore[call-overload]
+    add.map(ints)  # type: ignore[call-overload]
     add.map(ints, words)  # type: ignore[arg-type]
-    add.map(ints, ints, ints)  # type: ignore[call-arg, arg-type]
+    add.map(ints, ints, ints)  # type: ignore[call-overload]
     label.map(words, ints, ints)  # type: ignore[arg-type]
-    label.map(words, ints)  # type: ignore[call-arg]
-    crunch.map(ints, chunksize="big")  # type: ignore[arg-type]
+    label.map(words, ints)  # type: ignore[call-overload]
+    crunch.map(ints, chunksize="big")  # type: ignore[call-overload]
     crunch.starmap(ints)  # type: ignore[arg-type]
+    six.starmap([(1, 2, 3, 4, 5)])  # type: ignore[list-item]
     add.starmap(pairs)  # type: ignore[arg-type]
     add.starmap([(n, n, n) for n in ints])  # type: ignore[misc]
-    nothing.map(ints)  # type: ignore[misc, arg-type]
+    nothing.map(ints)  # type: ignore[call-arg]
     strings: Iterator[str] = crunch.map(ints)  # type: ignore[assignment]
     print(strings)
 
