@@ -8,6 +8,7 @@ message on its own pipe, and dies with its parent.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import select
@@ -17,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from . import _protocol as wire
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
@@ -37,6 +39,7 @@ def run(tasks: Connection, results: Connection, initializer: bytes | None) -> No
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    _let_the_forkserver_go()
     send = results.send_bytes
     if initializer is not None:
         try:
@@ -151,6 +154,29 @@ def _run_initializer(data: bytes) -> None:
     key, definition, initargs = loads(data)
     function = loads(definition) if definition is not None else resolve(*key[1:])
     function(*initargs)
+
+
+def _let_the_forkserver_go() -> None:
+    """Close this worker's copy of the parent's end of the forkserver's "alive" pipe.
+
+    CPython hands every forkserver child that end (so the child could ask the same server for
+    processes), but the server exits only at end-of-file on the pipe: while any worker holds it,
+    a SIGKILLed parent's forkserver lives on, and so do its workers, whose parent death signal
+    is tied to the forkserver (their parent). A worker stuck in C code that holds the GIL cannot
+    run its watchdog thread either, so it lived for good. Once only the parent holds the end,
+    its death ends the server, and the kernel kills every worker. Nothing here uses the inherited
+    server: multiprocessing in a worker does not know its pid, so a pool started in a worker
+    starts a forkserver of its own.
+    """
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is None or getattr(server, "_forkserver_pid", None) is not None:
+        return  # not a forkserver child, or this process started that server itself
+    server._forkserver_alive_fd = None
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _die_with_parent() -> None:
