@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import select
 import struct
@@ -34,11 +35,16 @@ from ._serialize import FunctionKey, dumps
 if TYPE_CHECKING:
     from ._task import Task
 
+log = logging.getLogger("parallelize")
+
 # How many by-value functions a worker keeps at once (see WorkerHandle.defined).
 DEFINITIONS = 64
 
 # How long a terminated worker (SIGTERM) gets before it is killed (SIGKILL).
 KILL_GRACE = 1.0
+# How long a worker told to STOP (retired, or at shutdown) may take to exit before it is killed:
+# one whose task left a non-daemon thread never exits by itself.
+STOP_GRACE = 5.0
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -95,7 +101,7 @@ class WorkerHandle:
         self.stale = False  # started before a restart(): retires instead of taking more work
         self.broken = False  # a write to it failed: it is gone, and only its sentinel is awaited
         self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
-        self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
+        self.kill_at: float | None = None  # when a doomed or retiring worker gets SIGKILL if still alive
 
     def send(self, task: Task, kind: int, payload: bytes, *, defer: bool = False) -> int:
         """Write ``task`` (and its function first, if this worker has not got it yet) to the pipe;
@@ -179,8 +185,10 @@ class WorkerHandle:
             self.tasks.send_bytes(wire.pack(wire.SKIP, task.id))
 
     def retire(self) -> None:
-        """Ask an idle worker to exit after its current work; a replacement starts on demand."""
+        """Ask an idle worker to exit after its current work; a replacement starts on demand.
+        It is killed if it has not exited STOP_GRACE later."""
         self.retiring = True
+        self.kill_at = time.monotonic() + STOP_GRACE
         with contextlib.suppress(OSError):  # already gone: its sentinel will say so
             self.tasks.send_bytes(wire.pack(wire.STOP))
 
@@ -196,6 +204,12 @@ class WorkerHandle:
     def escalate(self) -> None:
         self.kill_at = None
         if self.process.exitcode is None:
+            if self.doomed is None:
+                log.warning(
+                    "worker %d did not exit %.0f s after it was told to stop; killing it",
+                    self.pid,
+                    STOP_GRACE,
+                )
             self.process.kill()
 
     def resident_bytes(self) -> int | None:

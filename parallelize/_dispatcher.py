@@ -47,7 +47,7 @@ from . import _outcomes as outcomes
 from . import _prefetch as prefetch
 from . import _protocol as wire
 from . import _shm
-from ._channel import KILL_GRACE, WorkerHandle, start_worker
+from ._channel import STOP_GRACE, WorkerHandle, start_worker
 from ._errors import ParallelizeError, PoolClosed, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
@@ -60,8 +60,6 @@ log = logging.getLogger("parallelize")
 # What a readable descriptor means to the dispatcher.
 _WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
 
-# How long a worker told to stop at shutdown may take before it is killed.
-STOP_GRACE = 5.0
 # How often busy workers' memory is checked while a memory limit is set.
 MEMORY_CHECK_INTERVAL = 0.25
 
@@ -300,7 +298,10 @@ class Dispatcher:
         backlog += len(self._requeued)
         live = [w for w in self._workers.values() if w.doomed is None and not w.retiring]
         booting = sum(1 for w in live if not w.ready)
-        for _ in range(min(backlog - booting, self._size - len(live))):
+        # Beside its own size, the pool holds at most one more process per slot: workers being
+        # replaced (retiring, or stopped) until they exit or their grace runs out.
+        room = min(self._size - len(live), 2 * self._size - len(self._workers))
+        for _ in range(min(backlog - booting, room)):
             try:
                 self._start_worker()
             except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
@@ -586,16 +587,17 @@ class Dispatcher:
     # -- the end ------------------------------------------------------------------------------------
 
     def _stop_workers(self) -> None:
+        """Tell every worker to stop at once, then give them all one grace together."""
         workers = list(self._workers.values())
         for worker in workers:
             if worker.doomed is None and not worker.retiring:
                 worker.retire()
+        deadline = time.monotonic() + STOP_GRACE
         for worker in workers:
-            worker.process.join(KILL_GRACE if worker.doomed else STOP_GRACE)
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
             if worker.process.exitcode is None:
-                if worker.doomed is None:
-                    log.warning("worker %d did not stop in %.0f s; killing it", worker.pid, STOP_GRACE)
-                worker.process.kill()
+                worker.escalate()
                 worker.process.join()
             self._forget(worker)
 
