@@ -52,8 +52,7 @@ from ._errors import ParallelizeError, PoolClosed, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
 from ._poller import Poller
-from ._serialize import encode_chunk
-from ._task import ChunkResult, Task
+from ._task import ChunkTask, Task
 
 log = logging.getLogger("parallelize")
 
@@ -383,22 +382,7 @@ class Dispatcher:
     def _send(self, worker: WorkerHandle, task: Task, *, queue: float | None = None) -> None:
         """Write ``task`` to ``worker``: to run now, or with ``queue`` (its expected seconds) to
         wait behind the task it runs."""
-        if task.items is None:
-            kind, payload = wire.RUN, task.payload
-        else:
-            kind = wire.RUN_EACH if task.stream or task.options.timeout is not None else wire.RUN_MANY
-            payload = (
-                task.payload
-                if task.done == 0
-                else encode_chunk(
-                    task.function,
-                    task.items[task.done :],
-                    task.options.retries,
-                    task.options.retry_on,
-                    bare=task.bare,
-                )
-            )
-        assert payload is not None
+        kind, payload = task.message()
         try:
             written = worker.send(task, kind, payload, defer=queue is not None)
         except OSError:
@@ -462,11 +446,11 @@ class Dispatcher:
         if task is None or task.id != task_id:
             return  # the task was cancelled or timed out while its answer was on the way
         if kind == wire.ITEM:
+            assert isinstance(task, ChunkTask)
             self._on_item(worker, task, payload)
             return
         worker.task = None
-        calls = 1 if task.items is None else len(task.items)
-        prefetch.measure(task.function, time.monotonic() - worker.sent_at, calls)
+        prefetch.measure(task.function, time.monotonic() - worker.sent_at, task.calls())
         self._advance(worker, next_id)
         outcomes.resolve(task, kind, attempt, payload, worker.pid)
 
@@ -509,16 +493,15 @@ class Dispatcher:
         elif worker.doomed is None and not worker.retiring:
             self._idle.append(worker)
 
-    def _on_item(self, worker: WorkerHandle, task: Task, payload: memoryview) -> None:
-        assert task.items is not None
+    def _on_item(self, worker: WorkerHandle, task: ChunkTask, payload: memoryview) -> None:
         outcomes.record_item(task, payload, worker.pid)
         if task.options.timeout is not None:
             worker.deadline = time.monotonic() + task.options.timeout
-        if task.done == len(task.items):
+        if not task.left():
             worker.task = None
             seconds = time.monotonic() - worker.sent_at
             self._after_task(worker)  # nothing is ever queued behind a per-item chunk
-            settle(task.future, ChunkResult(task.values, task.errors, seconds))
+            settle(task.future, task.result(seconds))
 
     # -- losing a worker ----------------------------------------------------------------------------
 
@@ -526,9 +509,10 @@ class Dispatcher:
         """The worker running ``task`` is gone: retry, re-send the rest of a chunk, or fail."""
         if task.future.done():
             return  # cancelled meanwhile
-        if task.items is not None and not task.stream and len(task.items) - task.done > 1:
+        chunk = task if isinstance(task, ChunkTask) else None
+        if chunk is not None and not chunk.stream and chunk.left() > 1:
             # Which item was running is unknown: run the chunk again item by item to find out.
-            task.stream = True
+            chunk.stream = True
             task.attempts -= 1
             self._requeued.appendleft(task)
             return
@@ -536,17 +520,15 @@ class Dispatcher:
             self._requeued.appendleft(task)
             return
         failure = error(task.attempts)
-        if task.items is None:
+        if chunk is None:
             settle(task.future, error=failure)
             return
-        task.errors[task.done] = failure
-        task.values.append(None)
-        task.done += 1
-        task.attempts = 0
-        if task.done < len(task.items):
-            self._requeued.appendleft(task)
+        chunk.settle_item(None, failure)
+        chunk.attempts = 0
+        if chunk.left():
+            self._requeued.appendleft(chunk)
         else:
-            settle(task.future, ChunkResult(task.values, task.errors, 0.0))
+            settle(chunk.future, chunk.result(0.0))
 
     def _on_exit(self, worker: WorkerHandle) -> None:
         # A worker may send its last message and exit at once: read what it left before mourning it.

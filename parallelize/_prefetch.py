@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._functions import FunctionHandle
+from ._task import ChunkTask, Task
 
 if TYPE_CHECKING:
     from ._channel import WorkerHandle
-    from ._task import Task
 
 # The expected seconds of work, the tasks and the bytes that may wait in one worker's pipe. The
 # bytes stay well under a pipe's 64 KiB, so writing to a busy worker never blocks the dispatcher:
@@ -35,7 +35,7 @@ def may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
         and worker.doomed is None
         and not worker.retiring
         and not worker.stale
-        and not task.stream
+        and not (isinstance(task, ChunkTask) and task.stream)
         and task.options.timeout is None
         and len(worker.queued) < TASKS
         and (max_tasks is None or worker.tasks_run < max_tasks)
@@ -46,8 +46,7 @@ def queueable(task: Task) -> bool:
     """A task that may wait behind another: measured, and not one to be watched alone."""
     return (
         task.function.seconds is not None
-        and not task.stream
-        and not task.done
+        and not (isinstance(task, ChunkTask) and (task.stream or task.done))
         and task.options.timeout is None
     )
 
@@ -55,7 +54,7 @@ def queueable(task: Task) -> bool:
 def cost(task: Task) -> float:
     """Seconds ``task`` should take by its function's measurements (0 if not measured yet)."""
     seconds = task.function.seconds or 0.0
-    return seconds * (1 if task.items is None else len(task.items))
+    return seconds * task.calls()
 
 
 def room_for(worker: WorkerHandle, seconds: float, size: int) -> bool:
