@@ -47,7 +47,7 @@ from . import _outcomes as outcomes
 from . import _prefetch as prefetch
 from . import _protocol as wire
 from . import _shm
-from ._channel import STOP_GRACE, WorkerHandle, start_worker
+from ._channel import ACTIVE, BOOTING, BUSY, IDLE, RETIRING, STOP_GRACE, STOPPING, WorkerHandle, start_worker
 from ._errors import ParallelizeError, PoolClosed, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
@@ -134,7 +134,7 @@ class Dispatcher:
             self._lock.release()
 
     def pids(self) -> list[int]:
-        return [pid for pid, w in list(self._workers.items()) if w.doomed is None and not w.broken]
+        return [pid for pid, w in list(self._workers.items()) if w.state in ACTIVE or w.state is RETIRING]
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""
@@ -295,8 +295,8 @@ class Dispatcher:
         with self.inbox.lock:
             backlog = len(self.inbox.tasks)
         backlog += len(self._requeued)
-        live = [w for w in self._workers.values() if w.doomed is None and not w.retiring]
-        booting = sum(1 for w in live if not w.ready)
+        live = [w for w in self._workers.values() if w.state in ACTIVE]
+        booting = sum(1 for w in live if w.state is BOOTING)
         # Beside its own size, the pool holds at most one more process per slot: workers being
         # replaced (retiring, or stopped) until they exit or their grace runs out.
         room = min(self._size - len(live), 2 * self._size - len(self._workers))
@@ -342,7 +342,7 @@ class Dispatcher:
                 except OSError:
                     # Gone. Its sentinel fires, and _on_exit reads what it said last (which of
                     # its queued tasks it had started) before it gives the rest back.
-                    worker.retiring = worker.broken = True
+                    worker.lose()
 
     def _feed(self, busy: list[WorkerHandle], fed: set[WorkerHandle]) -> None:
         while busy:
@@ -388,7 +388,7 @@ class Dispatcher:
         except OSError:
             # The worker died before it got the task, so the task is safe to give to another one.
             # Its sentinel will fire and _on_exit will clean up; nothing more is sent to it.
-            worker.retiring = worker.broken = True
+            worker.lose()
             self._requeued.appendleft(task)
             return
         if queue is not None:
@@ -428,16 +428,18 @@ class Dispatcher:
     def _on_message(self, worker: WorkerHandle, message: bytes) -> None:
         kind, task_id, attempt, next_id, payload = wire.unpack(message)
         if kind == wire.READY:
-            worker.ready = True
-            if worker.stale and worker.doomed is None and not worker.retiring:
+            if worker.state is not BOOTING:
+                pass  # told to stop while it booted
+            elif worker.stale:
                 worker.retire()  # booted before a restart(): it may have loaded the old code
-            elif worker.doomed is None and not worker.retiring:
+            else:
+                worker.to(IDLE)
                 self._idle.append(worker)
             return
         if kind == wire.INIT_FAILED:
             self._init_failure = bytes(payload)
             return
-        if worker.doomed is not None:
+        if worker.state is STOPPING:
             return  # stopped: whatever it still says is stale, and its tasks were dealt with
         if kind == wire.SKIPPED:
             self._on_skipped(worker, task_id)
@@ -484,13 +486,16 @@ class Dispatcher:
         """The worker has nothing left to do. Recycle it if it has done its share, grown too big
         or outlived a restart(); otherwise it is idle again."""
         worker.deadline = None
+        if worker.state is not BUSY:
+            return  # LOST: only its exit is awaited
         if (
             worker.stale
             or (self._max_tasks is not None and worker.tasks_run >= self._max_tasks)
             or (self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory)
         ):
             worker.retire()
-        elif worker.doomed is None and not worker.retiring:
+        else:
+            worker.to(IDLE)
             self._idle.append(worker)
 
     def _on_item(self, worker: WorkerHandle, task: ChunkTask, payload: memoryview) -> None:
@@ -536,13 +541,14 @@ class Dispatcher:
             self._on_readable(worker)
         worker.process.join()
         exitcode = worker.process.exitcode
+        booting = worker.state is BOOTING
         self._forget(worker)
         self._take_back(worker)
         how = describe_exit(exitcode)
         if worker.task is not None:
             task, worker.task = worker.task, None
             self._lost(task, outcomes.crashed(task, worker.pid, how, exitcode), retryable=True)
-        elif not worker.ready and worker.doomed is None and not worker.retiring:
+        elif booting:
             self._fail_one_for_boot(worker, how, exitcode)
 
     def _fail_one_for_boot(self, worker: WorkerHandle, how: str, exitcode: int | None) -> None:
@@ -572,7 +578,7 @@ class Dispatcher:
         """Tell every worker to stop at once, then give them all one grace together."""
         workers = list(self._workers.values())
         for worker in workers:
-            if worker.doomed is None and not worker.retiring:
+            if worker.state in ACTIVE:
                 worker.retire()
         deadline = time.monotonic() + STOP_GRACE
         for worker in workers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._channel import BUSY
 from ._functions import FunctionHandle
 from ._task import ChunkTask, Task
 
@@ -31,9 +32,7 @@ def may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
     task = worker.task
     return (
         task is not None
-        and worker.ready
-        and worker.doomed is None
-        and not worker.retiring
+        and worker.state is BUSY
         and not worker.stale
         and not (isinstance(task, ChunkTask) and task.stream)
         and task.options.timeout is None
