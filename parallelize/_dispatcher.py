@@ -4,9 +4,16 @@
 
     caller threads                         dispatcher thread                      workers
     --------------                         -----------------                      -------
-    Pool.submit: pickle args,     Inbox    wait() on: wake pipe,        pipes     run one task,
+    Pool.submit: pickle args,     Inbox    poll() on: wake pipe,        pipes     run one task,
     make Future, put Task ------> deque -> every worker's result pipe, <------->  reply on own
     and poke the wake pipe                 every worker's sentinel                pipe
+                                                 |   ^
+                                          events v   | decisions
+                                              Scheduler (_scheduler: no I/O)
+
+This module is the I/O side: it polls, reads frames, writes tasks, starts, reaps and stops
+workers, and reports what happened to the Scheduler, which decides which task goes where, what
+is retried and what is due. Each worker's lifecycle is one ``WorkerState`` (see _channel).
 
 The dispatcher blocks in ``multiprocessing.connection.wait`` and never polls; its only timeout is
 the nearest deadline (a task's time limit, a terminated worker's grace, a memory check). Because
@@ -20,7 +27,7 @@ fault costs exactly one task:
   running fails, and the rest of the chunk is sent again.
 
 Tiny tasks are pipelined: while a worker runs one, a few more of the same kind may already wait
-in its pipe (``_prefetch``), as many as take about ``_prefetch.SECONDS`` by the measured time per
+in its pipe (``Scheduler.feed``), as many as take about ``_prefetch.SECONDS`` by the measured time per
 call, so the worker does not idle for a round trip between them. The worker names in each result
 the task it starts next, so the dispatcher always knows which one is running; the waiting ones
 have not started, so a crash or a stop gives them back to the queue unharmed, and a cancelled one
@@ -52,15 +59,13 @@ from ._errors import ParallelizeError, PoolClosed, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
 from ._poller import Poller
+from ._scheduler import Scheduler
 from ._task import ChunkTask, Task
 
 log = logging.getLogger("parallelize")
 
 # What a readable descriptor means to the dispatcher.
 _WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
-
-# How often busy workers' memory is checked while a memory limit is set.
-MEMORY_CHECK_INTERVAL = 0.25
 
 
 class Dispatcher:
@@ -85,11 +90,10 @@ class Dispatcher:
         # Everything below is touched by the dispatcher thread only.
         self._workers: dict[int, WorkerHandle] = {}  # by pid
         self._idle: deque[WorkerHandle] = deque()
-        self._requeued: deque[Task] = deque()  # running tasks waiting for another worker
+        self._plan = Scheduler(self.inbox, size, max_tasks_per_worker, max_memory_per_worker)
         self._started = 0
         self._init_failure: bytes | None = None
-        self._next_memory_check = 0.0
-        # Guards the workers' state, _idle and _requeued. The dispatcher thread holds it whenever
+        # Guards the workers' state, _idle and the scheduler's line. The dispatcher thread holds it whenever
         # it is awake, so only send_now (a caller's thread) ever waits for it, and only briefly.
         self._lock = threading.Lock()
         self._poller: Poller[tuple[str, WorkerHandle | None]] = Poller()
@@ -117,7 +121,7 @@ class Dispatcher:
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            if not self._idle or self._requeued:
+            if not self._idle or self._plan.requeued:
                 return False
             with self.inbox.lock:
                 if self.inbox.tasks or self.inbox.closing or self.inbox.restarting:
@@ -193,67 +197,56 @@ class Dispatcher:
             if not self.inbox.closing or self.inbox.tasks:
                 return False
         # A worker with queued tasks is running one, so checking `task` covers them.
-        return not self._requeued and all(w.task is None for w in self._workers.values())
+        return not self._plan.requeued and all(w.task is None for w in self._workers.values())
 
     # -- timers -------------------------------------------------------------------------------------
 
     def _timeout(self) -> float | None:
-        moments = []
-        for worker in self._workers.values():
-            if worker.task is not None and worker.deadline is not None:
-                moments.append(worker.deadline)
-            if worker.kill_at is not None:
-                moments.append(worker.kill_at)
-        if self._max_memory is not None and any(w.task is not None for w in self._workers.values()):
-            moments.append(self._next_memory_check)
-        if not moments:
-            return None
-        return max(0.0, min(moments) - time.monotonic())
+        moment = self._plan.next_moment(self._workers.values())
+        return None if moment is None else max(0.0, moment - time.monotonic())
 
     def _on_timers(self) -> None:
-        now = time.monotonic()
-        for worker in list(self._workers.values()):
-            if worker.kill_at is not None and now >= worker.kill_at:
-                worker.escalate()
-            if worker.task is not None and worker.deadline is not None and now >= worker.deadline:
-                self._expire(worker)
-        if self._max_memory is not None and now >= self._next_memory_check:
-            self._next_memory_check = now + MEMORY_CHECK_INTERVAL
-            for worker in list(self._workers.values()):
-                if worker.task is not None:
-                    resident = worker.resident_bytes()
-                    if resident is not None and resident > self._max_memory:
-                        self._over_memory(worker, resident)
+        kill, expired, weigh = self._plan.due(list(self._workers.values()), time.monotonic())
+        for worker in kill:
+            worker.escalate()
+        for worker in expired:
+            self._expire(worker)
+        for worker in weigh:
+            resident = worker.resident_bytes()
+            if resident is not None and resident > (self._max_memory or 0):
+                self._over_memory(worker, resident)
 
     def _expire(self, worker: WorkerHandle) -> None:
         task = worker.task
         assert task is not None
         self._stop(worker, "timeout")
-        self._lost(task, outcomes.timed_out(task, worker.pid), retryable=True)
+        self._plan.lost(task, outcomes.timed_out(task, worker.pid), retryable=True)
 
     def _over_memory(self, worker: WorkerHandle, resident: int) -> None:
         task = worker.task
         assert task is not None
         assert self._max_memory is not None
         self._stop(worker, "memory limit")
-        self._lost(task, outcomes.over_memory(task, worker.pid, self._max_memory, resident), retryable=True)
+        self._plan.lost(
+            task, outcomes.over_memory(task, worker.pid, self._max_memory, resident), retryable=True
+        )
 
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
         stops, stop_all = self.inbox.take_stops()
         if stop_all:
-            for task in self._requeued:
+            for task in self._plan.requeued:
                 cancel_running(task.future)
-            self._requeued.clear()
+            self._plan.requeued.clear()
             for worker in list(self._workers.values()):
                 if worker.task is not None:
                     for task in (worker.task, *worker.queued):
                         cancel_running(task.future)
                     self._stop(worker, "cancelled")
         for task in stops:
-            if task in self._requeued:
-                self._requeued.remove(task)
+            if task in self._plan.requeued:
+                self._plan.requeued.remove(task)
             for worker in list(self._workers.values()):
                 if worker.task is task:
                     self._stop(worker, "cancelled")
@@ -271,36 +264,14 @@ class Dispatcher:
 
     # -- handing out work ---------------------------------------------------------------------------
 
-    def _next_task(self) -> Task | None:
-        """The next task that was not cancelled while it waited; marks its future running."""
-        while True:
-            if self._requeued:
-                return self._requeued.popleft()
-            with self.inbox.lock:
-                # A restart() not acted on yet: what was submitted after it must wait for the
-                # next round, which retires the workers first.
-                if not self.inbox.tasks or self.inbox.restarting:
-                    return None
-                task = self.inbox.tasks.popleft()
-            if task.future.set_running_or_notify_cancel():
-                return task
-
     def _dispatch(self) -> None:
         while self._idle:
-            task = self._next_task()
+            task = self._plan.next_task()
             if task is None:
                 break
             self._send(self._idle.popleft(), task)
         self._prefetch()
-        with self.inbox.lock:
-            backlog = len(self.inbox.tasks)
-        backlog += len(self._requeued)
-        live = [w for w in self._workers.values() if w.state in ACTIVE]
-        booting = sum(1 for w in live if w.state is BOOTING)
-        # Beside its own size, the pool holds at most one more process per slot: workers being
-        # replaced (retiring, or stopped) until they exit or their grace runs out.
-        room = min(self._size - len(live), 2 * self._size - len(self._workers))
-        for _ in range(min(backlog - booting, room)):
+        for _ in range(self._plan.workers_to_start(self._workers.values())):
             try:
                 self._start_worker()
             except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
@@ -318,7 +289,7 @@ class Dispatcher:
     def _cannot_start(self, exc: Exception) -> None:
         # A worker that cannot be started costs one queued task, never the pool.
         log.warning("could not start a worker: %s", exc)
-        task = self._next_task()
+        task = self._plan.next_task()
         if task is not None:
             error = ParallelizeError(
                 f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
@@ -328,13 +299,15 @@ class Dispatcher:
             settle(task.future, error=error)
 
     def _prefetch(self) -> None:
-        """Queue waiting tasks in busy workers' pipes, round robin, while each stays short."""
-        if self._max_memory is not None:
-            return  # a worker over the limit after a task must not have others waiting in it
-        busy = [w for w in self._workers.values() if prefetch.may_queue(w, self._max_tasks)]
+        """Queue waiting tasks in busy workers' pipes (the scheduler chooses), one write each."""
         fed: set[WorkerHandle] = set()
+
+        def send(worker: WorkerHandle, task: Task, cost: float) -> None:
+            self._send(worker, task, queue=cost)
+            fed.add(worker)
+
         try:
-            self._feed(busy, fed)
+            self._plan.feed(self._workers.values(), send)
         finally:
             for worker in fed:
                 try:
@@ -343,41 +316,6 @@ class Dispatcher:
                     # Gone. Its sentinel fires, and _on_exit reads what it said last (which of
                     # its queued tasks it had started) before it gives the rest back.
                     worker.lose()
-
-    def _feed(self, busy: list[WorkerHandle], fed: set[WorkerHandle]) -> None:
-        while busy:
-            task = self._peek_task()
-            if task is None:
-                return
-            if not prefetch.queueable(task):
-                return  # not measured yet, or one that must be watched alone: the next idle worker's
-            cost = prefetch.cost(task)
-            size = wire.HEADER_SIZE + (0 if task.payload is None else len(task.payload))
-            worker = min(busy, key=lambda w: len(w.queued))
-            if not prefetch.room_for(worker, cost, size):
-                busy.remove(worker)
-                continue
-            taken = self._next_task()
-            if taken is not task:  # cancelled between the look and the take
-                if taken is not None:
-                    self._requeued.appendleft(taken)
-                continue
-            self._send(worker, task, queue=cost)
-            fed.add(worker)
-            if not prefetch.may_queue(worker, self._max_tasks):
-                busy.remove(worker)
-
-    def _peek_task(self) -> Task | None:
-        """The task ``_next_task`` would hand out, left where it is (and its future pending)."""
-        if self._requeued:
-            return self._requeued[0]
-        with self.inbox.lock:
-            tasks = self.inbox.tasks
-            if self.inbox.restarting:
-                return None  # as in _next_task
-            while tasks and tasks[0].future.cancelled():
-                tasks.popleft().future.set_running_or_notify_cancel()  # tells its waiters
-            return tasks[0] if tasks else None
 
     def _send(self, worker: WorkerHandle, task: Task, *, queue: float | None = None) -> None:
         """Write ``task`` to ``worker``: to run now, or with ``queue`` (its expected seconds) to
@@ -389,7 +327,7 @@ class Dispatcher:
             # The worker died before it got the task, so the task is safe to give to another one.
             # Its sentinel will fire and _on_exit will clean up; nothing more is sent to it.
             worker.lose()
-            self._requeued.appendleft(task)
+            self._plan.requeue(task)
             return
         if queue is not None:
             worker.queue(task, written, queue)
@@ -401,15 +339,7 @@ class Dispatcher:
         tasks queued behind it back to the line."""
         worker.task = None
         worker.doom(reason)
-        self._take_back(worker)
-
-    def _take_back(self, worker: WorkerHandle) -> None:
-        """A stopped or dead worker's queued tasks never started: back to the front of the line."""
-        for task in reversed(list(worker.queued)):
-            if not task.future.done():
-                task.attempts -= 1
-                self._requeued.appendleft(task)
-        worker.clear_queue()
+        self._plan.give_back(worker)
 
     # -- hearing back -------------------------------------------------------------------------------
 
@@ -488,11 +418,7 @@ class Dispatcher:
         worker.deadline = None
         if worker.state is not BUSY:
             return  # LOST: only its exit is awaited
-        if (
-            worker.stale
-            or (self._max_tasks is not None and worker.tasks_run >= self._max_tasks)
-            or (self._max_memory is not None and (worker.resident_bytes() or 0) > self._max_memory)
-        ):
+        if self._plan.retires(worker, worker.resident_bytes):
             worker.retire()
         else:
             worker.to(IDLE)
@@ -510,31 +436,6 @@ class Dispatcher:
 
     # -- losing a worker ----------------------------------------------------------------------------
 
-    def _lost(self, task: Task, error: Callable[[int], BaseException], *, retryable: bool) -> None:
-        """The worker running ``task`` is gone: retry, re-send the rest of a chunk, or fail."""
-        if task.future.done():
-            return  # cancelled meanwhile
-        chunk = task if isinstance(task, ChunkTask) else None
-        if chunk is not None and not chunk.stream and chunk.left() > 1:
-            # Which item was running is unknown: run the chunk again item by item to find out.
-            chunk.stream = True
-            task.attempts -= 1
-            self._requeued.appendleft(task)
-            return
-        if retryable and task.attempts <= task.options.retries:
-            self._requeued.appendleft(task)
-            return
-        failure = error(task.attempts)
-        if chunk is None:
-            settle(task.future, error=failure)
-            return
-        chunk.settle_item(None, failure)
-        chunk.attempts = 0
-        if chunk.left():
-            self._requeued.appendleft(chunk)
-        else:
-            settle(chunk.future, chunk.result(0.0))
-
     def _on_exit(self, worker: WorkerHandle) -> None:
         # A worker may send its last message and exit at once: read what it left before mourning it.
         while worker.results is not None and worker.reader.pending():
@@ -543,11 +444,11 @@ class Dispatcher:
         exitcode = worker.process.exitcode
         booting = worker.state is BOOTING
         self._forget(worker)
-        self._take_back(worker)
+        self._plan.give_back(worker)
         how = describe_exit(exitcode)
         if worker.task is not None:
             task, worker.task = worker.task, None
-            self._lost(task, outcomes.crashed(task, worker.pid, how, exitcode), retryable=True)
+            self._plan.lost(task, outcomes.crashed(task, worker.pid, how, exitcode), retryable=True)
         elif booting:
             self._fail_one_for_boot(worker, how, exitcode)
 
@@ -556,7 +457,7 @@ class Dispatcher:
         (a failing initializer, a main module that raises on import) fails tasks one by one
         instead of being restarted forever."""
         envelope, self._init_failure = self._init_failure, None
-        task = self._next_task()
+        task = self._plan.next_task()
         if task is not None:
             settle(task.future, error=outcomes.never_ready(task, worker.pid, how, exitcode, envelope))
 
@@ -595,7 +496,7 @@ class Dispatcher:
             self.inbox.closing = True
             tasks = list(self.inbox.tasks)
             self.inbox.tasks.clear()
-        tasks += self._requeued
+        tasks += self._plan.requeued
         tasks += [w.task for w in self._workers.values() if w.task is not None]
         tasks += [task for w in self._workers.values() for task in w.queued]
         for task in tasks:
