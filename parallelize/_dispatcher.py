@@ -11,14 +11,12 @@
                                           events v   | decisions
                                               Scheduler (_scheduler: no I/O)
 
-This module is the I/O side: it polls, reads frames, writes tasks, starts, reaps and stops
-workers, and reports what happened to the Scheduler, which decides which task goes where, what
-is retried and what is due. Each worker's lifecycle is one ``WorkerState`` (see _channel).
-
-The dispatcher blocks in ``multiprocessing.connection.wait`` and never polls; its only timeout is
-the nearest deadline (a task's time limit, a terminated worker's grace, a memory check). Because
-each worker has pipes of its own, the dispatcher knows which task each worker holds, so every
-fault costs exactly one task:
+This module is the I/O side: it sleeps in one ``poll()`` (``_poller``), reads frames, writes
+tasks, and reports what happened to the Scheduler, which decides which task goes where, what is
+retried and what is due; the processes themselves are a ``Crew`` (``_crew``), and each worker's
+lifecycle is one ``WorkerState`` (``_channel``). Its only timeout is the nearest deadline (a
+task's time limit, a stopping worker's grace, a memory check). Because each worker has pipes of
+its own, the dispatcher knows which task each worker holds, so every fault costs exactly one task:
 
 * a worker dies: its task fails with WorkerCrashed (or is retried), a replacement starts on demand;
 * a task runs past its timeout or is cancelled while running: its worker is terminated (SIGTERM,
@@ -26,14 +24,10 @@ fault costs exactly one task:
 * a map chunk loses its worker: the items already reported keep their results, the item that was
   running fails, and the rest of the chunk is sent again.
 
-Tiny tasks are pipelined: while a worker runs one, a few more of the same kind may already wait
-in its pipe (``Scheduler.feed``), as many as take about ``_prefetch.SECONDS`` by the measured time per
-call, so the worker does not idle for a round trip between them. The worker names in each result
-the task it starts next, so the dispatcher always knows which one is running; the waiting ones
-have not started, so a crash or a stop gives them back to the queue unharmed, and a cancelled one
-is dropped by a SKIP message (see _protocol). Slow tasks, tasks with a time limit or a memory
-limit to watch, and per-item chunks are never prefetched: a task must not wait behind a slow one
-while another worker is free.
+Tiny tasks are pipelined (``Scheduler.feed``): the worker names in each result the task it
+starts next, so the dispatcher always knows which one is running; the queued ones have not
+started, so a crash or a stop gives them back unharmed, and a cancelled one is dropped by a SKIP
+message (see _protocol).
 
 Workers start on demand, one per queued task up to the pool size, and take work only once they
 say READY, so the first task runs as soon as the first worker has booted. Only this thread starts,
@@ -43,29 +37,24 @@ feeds, reaps and stops workers; callers touch nothing but the Inbox.
 from __future__ import annotations
 
 import logging
-import multiprocessing.process
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
 from . import _outcomes as outcomes
 from . import _prefetch as prefetch
 from . import _protocol as wire
-from . import _shm
-from ._channel import ACTIVE, BOOTING, BUSY, IDLE, RETIRING, STOP_GRACE, STOPPING, WorkerHandle, start_worker
+from ._channel import BOOTING, BUSY, IDLE, STOPPING, WorkerHandle
+from ._crew import RESULTS, WAKE, Crew, Tag
 from ._errors import ParallelizeError, PoolClosed, describe_exit
-from ._futures import cancel_running, settle
+from ._futures import settle
 from ._inbox import Inbox
 from ._poller import Poller
 from ._scheduler import Scheduler
 from ._task import ChunkTask, Task
 
 log = logging.getLogger("parallelize")
-
-# What a readable descriptor means to the dispatcher.
-_WAKE, _RESULTS, _EXIT = "wake", "results", "exit"
 
 
 class Dispatcher:
@@ -82,22 +71,20 @@ class Dispatcher:
     ) -> None:
         self.inbox = Inbox()
         self._on_exit_callback = on_exit
-        self._context = context
         self._size = size
-        self._initializer = initializer
         self._max_tasks = max_tasks_per_worker
         self._max_memory = max_memory_per_worker
         # Everything below is touched by the dispatcher thread only.
-        self._workers: dict[int, WorkerHandle] = {}  # by pid
-        self._idle: deque[WorkerHandle] = deque()
+        self._poller: Poller[Tag] = Poller()
+        self._poller.add(self.inbox.wake_reader, (WAKE, None))
+        self._crew = Crew(context, initializer, self._poller)
+        self._workers = self._crew.workers  # by pid
+        self._idle = self._crew.idle
         self._plan = Scheduler(self.inbox, size, max_tasks_per_worker, max_memory_per_worker)
-        self._started = 0
         self._init_failure: bytes | None = None
         # Guards the workers' state, _idle and the scheduler's line. The dispatcher thread holds it whenever
         # it is awake, so only send_now (a caller's thread) ever waits for it, and only briefly.
         self._lock = threading.Lock()
-        self._poller: Poller[tuple[str, WorkerHandle | None]] = Poller()
-        self._poller.add(self.inbox.wake_reader, (_WAKE, None))
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- called from other threads ------------------------------------------------------------------
@@ -138,17 +125,12 @@ class Dispatcher:
             self._lock.release()
 
     def pids(self) -> list[int]:
-        return [pid for pid, w in list(self._workers.items()) if w.state in ACTIVE or w.state is RETIRING]
+        return self._crew.pids()
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""
         self.inbox.close_pipe()
-        for worker in list(self._workers.values()):
-            worker.tasks.close()
-            if worker.results is not None:
-                worker.results.close()
-            # multiprocessing would try to join them at exit: "can only join a child process".
-            multiprocessing.process._children.discard(worker.process)  # type: ignore[attr-defined]
+        self._crew.abandon_after_fork()
 
     # -- the thread ---------------------------------------------------------------------------------
 
@@ -162,7 +144,7 @@ class Dispatcher:
             self._fail_everything()
             raise
         finally:
-            self._stop_workers()
+            self._crew.stop_all()
             self.inbox.close_pipe()
             self._lock.release()
             self._on_exit_callback()
@@ -186,7 +168,7 @@ class Dispatcher:
                     self.inbox.drain()
                 elif self._workers.get(worker.pid) is not worker:
                     continue  # reaped earlier in this same batch
-                elif what == _RESULTS:
+                elif what == RESULTS:
                     self._on_readable(worker)
                 else:
                     self._on_exit(worker)
@@ -235,23 +217,11 @@ class Dispatcher:
 
     def _handle_stops(self) -> None:
         stops, stop_all = self.inbox.take_stops()
-        if stop_all:
-            for task in self._plan.requeued:
-                cancel_running(task.future)
-            self._plan.requeued.clear()
-            for worker in list(self._workers.values()):
-                if worker.task is not None:
-                    for task in (worker.task, *worker.queued):
-                        cancel_running(task.future)
-                    self._stop(worker, "cancelled")
-        for task in stops:
-            if task in self._plan.requeued:
-                self._plan.requeued.remove(task)
-            for worker in list(self._workers.values()):
-                if worker.task is task:
-                    self._stop(worker, "cancelled")
-                elif task in worker.queued:
-                    worker.skip(task)  # it stays queued until the worker answers
+        stop, skip = self._plan.stops(stops, stop_all, self._workers.values())
+        for worker in stop:
+            self._stop(worker, "cancelled")
+        for worker, task in skip:
+            worker.skip(task)
 
     def _restart(self) -> None:
         """Retire every worker as max_tasks_per_worker would: idle ones now, busy ones when their
@@ -273,30 +243,23 @@ class Dispatcher:
         self._prefetch()
         for _ in range(self._plan.workers_to_start(self._workers.values())):
             try:
-                self._start_worker()
+                self._crew.start()
             except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
                 self._cannot_start(exc)
                 break
 
-    def _start_worker(self) -> None:
-        self._started += 1
-        worker = start_worker(self._context, self._started, self._initializer)
-        self._workers[worker.pid] = worker
-        assert worker.results is not None
-        self._poller.add(worker.results.fileno(), (_RESULTS, worker))
-        self._poller.add(worker.process.sentinel, (_EXIT, worker))
-
     def _cannot_start(self, exc: Exception) -> None:
-        # A worker that cannot be started costs one queued task, never the pool.
         log.warning("could not start a worker: %s", exc)
-        task = self._plan.next_task()
-        if task is not None:
+
+        def error(task: Task) -> BaseException:
             error = ParallelizeError(
                 f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
                 f"the pool will try again for the next task"
             )
             error.__cause__ = exc
-            settle(task.future, error=error)
+            return error
+
+        self._plan.fail_next(error)
 
     def _prefetch(self) -> None:
         """Queue waiting tasks in busy workers' pipes (the scheduler chooses), one write each."""
@@ -443,7 +406,7 @@ class Dispatcher:
         worker.process.join()
         exitcode = worker.process.exitcode
         booting = worker.state is BOOTING
-        self._forget(worker)
+        self._crew.forget(worker)
         self._plan.give_back(worker)
         how = describe_exit(exitcode)
         if worker.task is not None:
@@ -457,47 +420,10 @@ class Dispatcher:
         (a failing initializer, a main module that raises on import) fails tasks one by one
         instead of being restarted forever."""
         envelope, self._init_failure = self._init_failure, None
-        task = self._plan.next_task()
-        if task is not None:
-            settle(task.future, error=outcomes.never_ready(task, worker.pid, how, exitcode, envelope))
-
-    def _forget(self, worker: WorkerHandle) -> None:
-        self._workers.pop(worker.pid, None)
-        if worker.results is not None:
-            self._poller.remove(worker.results.fileno())
-        self._poller.remove(worker.process.sentinel)
-        if worker in self._idle:
-            self._idle.remove(worker)
-        worker.close()
-        # Result segments the dead worker made and nobody loaded (it died before sending, or its
-        # answer arrived after its task was cancelled): its messages have all been read by now.
-        _shm.sweep(worker.pid)
-
-    # -- the end ------------------------------------------------------------------------------------
-
-    def _stop_workers(self) -> None:
-        """Tell every worker to stop at once, then give them all one grace together."""
-        workers = list(self._workers.values())
-        for worker in workers:
-            if worker.state in ACTIVE:
-                worker.retire()
-        deadline = time.monotonic() + STOP_GRACE
-        for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-        for worker in workers:
-            if worker.process.exitcode is None:
-                worker.escalate()
-                worker.process.join()
-            self._forget(worker)
+        self._plan.fail_next(lambda task: outcomes.never_ready(task, worker.pid, how, exitcode, envelope))
 
     def _fail_everything(self) -> None:
-        error = PoolClosed("the pool's dispatcher failed (see the log); this task was abandoned")
         with self.inbox.lock:
             self.inbox.closing = True
-            tasks = list(self.inbox.tasks)
-            self.inbox.tasks.clear()
-        tasks += self._plan.requeued
-        tasks += [w.task for w in self._workers.values() if w.task is not None]
-        tasks += [task for w in self._workers.values() for task in w.queued]
-        for task in tasks:
-            settle(task.future, error=error)
+        error = PoolClosed("the pool's dispatcher failed (see the log); this task was abandoned")
+        self._plan.abandon(self._workers.values(), error)

@@ -12,6 +12,12 @@ and which timers are due.
     or settle the future with the error; give_back(worker) -> its unstarted queued tasks go to
     the front of the line; due(workers, now) -> the workers to kill and the tasks past deadline.
 
+Tiny tasks are pipelined: while a worker runs one, a few more of the same kind may already wait
+in its pipe, as many as take about ``_prefetch.SECONDS`` by the measured time per call, so the
+worker does not idle for a round trip between them. Slow tasks, tasks with a time limit or a
+memory limit to watch, and per-item chunks are never queued: a task must not wait behind a slow
+one while another worker is free.
+
 The loop (``_dispatcher``) does the reading, writing, starting and reaping, and asks this module
 what to do; nothing here touches a pipe or a process, so it is tested with plain objects for
 workers (tests/test_scheduler.py). It settles futures (that runs no I/O of ours) when a task
@@ -28,7 +34,7 @@ from typing import Protocol, TypeVar
 from . import _prefetch as prefetch
 from . import _protocol as wire
 from ._channel import ACTIVE, BOOTING, BUSY, WorkerState
-from ._futures import settle
+from ._futures import cancel_running, settle
 from ._task import ChunkTask, Task
 
 # How often busy workers' memory is checked while a memory limit is set.
@@ -119,6 +125,53 @@ class Scheduler:
                 task.attempts -= 1
                 self.requeued.appendleft(task)
         worker.clear_queue()
+
+    def fail_next(self, error: Callable[[Task], BaseException]) -> None:
+        """Fail the next task with ``error(task)``: what a worker that cannot start, or dies
+        before READY, costs (one task, never the pool)."""
+        task = self.next_task()
+        if task is not None:
+            settle(task.future, error=error(task))
+
+    def abandon(self, workers: Iterable[WorkerView], error: BaseException) -> None:
+        """The dispatcher failed: every task it holds fails with ``error``."""
+        source = self.source
+        with source.lock:
+            tasks = list(source.tasks)
+            source.tasks.clear()
+        tasks += self.requeued
+        for worker in workers:
+            tasks += [worker.task] if worker.task is not None else []
+            tasks += worker.queued
+        for task in tasks:
+            settle(task.future, error=error)
+
+    def stops(
+        self, stops: list[Task], stop_all: bool, workers: Iterable[W]
+    ) -> tuple[list[W], list[tuple[W, Task]]]:
+        """Cancellations (or Ctrl-C: ``stop_all``): returns the workers whose running task must
+        be stopped (terminated) and the queued tasks to SKIP; given-back tasks are dropped here."""
+        every = list(workers)
+        stop: list[W] = []
+        skip: list[tuple[W, Task]] = []
+        if stop_all:
+            for task in self.requeued:
+                cancel_running(task.future)
+            self.requeued.clear()
+            for worker in every:
+                if worker.task is not None:
+                    for task in (worker.task, *worker.queued):
+                        cancel_running(task.future)
+                    stop.append(worker)
+        for task in stops:
+            if task in self.requeued:
+                self.requeued.remove(task)
+            for worker in every:
+                if worker.task is task and worker not in stop:
+                    stop.append(worker)
+                elif task in worker.queued:
+                    skip.append((worker, task))  # it stays queued until the worker answers
+        return stop, skip
 
     # -- workers ------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelize import Future, Pool, SerializationError, _dispatcher
+from parallelize import Future, Pool, SerializationError, _channel
 
 from . import core_tasks, engine_tasks, workers
 from .conftest import all_processes, infrastructure_pids, pid_alive, wait_until
@@ -189,7 +189,7 @@ def test_cancels_racing_completions_stop_only_workers_that_held_a_cancelled_task
 # enough for more retired workers than the pool may hold beside its own.
 STUCK_TASKS = 6
 # A bound that catches only a hang: shutdown took one STOP_GRACE per stuck worker (6 x 5 s).
-SHUTDOWN_BOUND = 4 * _dispatcher.STOP_GRACE
+SHUTDOWN_BOUND = 4 * _channel.STOP_GRACE
 
 
 def _live_workers() -> set[int]:
