@@ -42,6 +42,12 @@ class Crew:
         self._poller.add(worker.process.sentinel, (EXIT, worker))
         return worker
 
+    def mute(self, worker: WorkerHandle) -> None:
+        """Its result pipe is at end of file: stop watching it (its sentinel says when it exits)."""
+        assert worker.results is not None
+        self._poller.remove(worker.results.fileno())
+        worker.results = None
+
     def forget(self, worker: WorkerHandle) -> None:
         """The worker has exited and its last words are read: let go of it."""
         self.workers.pop(worker.pid, None)

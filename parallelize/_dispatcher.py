@@ -13,8 +13,9 @@
 
 This module is the I/O side: it sleeps in one ``poll()`` (``_poller``), reads frames, writes
 tasks, and reports what happened to the Scheduler, which decides which task goes where, what is
-retried and what is due; the processes themselves are a ``Crew`` (``_crew``), and each worker's
-lifecycle is one ``WorkerState`` (``_channel``). Its only timeout is the nearest deadline (a
+retried and what is due; what workers say and how they end is read by ``_replies``, the
+processes themselves are a ``Crew`` (``_crew``), and each worker's lifecycle is one
+``WorkerState`` (``_channel``). Its only timeout is the nearest deadline (a
 task's time limit, a stopping worker's grace, a memory check). Because each worker has pipes of
 its own, the dispatcher knows which task each worker holds, so every fault costs exactly one task:
 
@@ -43,16 +44,14 @@ from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
 from . import _outcomes as outcomes
-from . import _prefetch as prefetch
-from . import _protocol as wire
-from ._channel import BOOTING, BUSY, IDLE, STOPPING, WorkerHandle
+from ._channel import WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
-from ._errors import ParallelizeError, PoolClosed, describe_exit
-from ._futures import settle
+from ._errors import ParallelizeError, PoolClosed
 from ._inbox import Inbox
 from ._poller import Poller
+from ._replies import Replies
 from ._scheduler import Scheduler
-from ._task import ChunkTask, Task
+from ._task import Task
 
 log = logging.getLogger("parallelize")
 
@@ -81,7 +80,7 @@ class Dispatcher:
         self._workers = self._crew.workers  # by pid
         self._idle = self._crew.idle
         self._plan = Scheduler(self.inbox, size, max_tasks_per_worker, max_memory_per_worker)
-        self._init_failure: bytes | None = None
+        self._replies = Replies(self._crew, self._plan, self._stop)
         # Guards the workers' state, _idle and the scheduler's line. The dispatcher thread holds it whenever
         # it is awake, so only send_now (a caller's thread) ever waits for it, and only briefly.
         self._lock = threading.Lock()
@@ -140,6 +139,8 @@ class Dispatcher:
         try:
             self._loop()
         except BaseException:
+            # The one place an internal error of the dispatcher thread is caught: a pool that
+            # must learn that it broke is told from here.
             log.exception("the dispatcher failed; failing every task it held")
             self._fail_everything()
             raise
@@ -169,9 +170,9 @@ class Dispatcher:
                 elif self._workers.get(worker.pid) is not worker:
                     continue  # reaped earlier in this same batch
                 elif what == RESULTS:
-                    self._on_readable(worker)
+                    self._replies.on_readable(worker)
                 else:
-                    self._on_exit(worker)
+                    self._replies.on_exit(worker)
             self._on_timers()
 
     def _finished(self) -> bool:
@@ -276,7 +277,7 @@ class Dispatcher:
                 try:
                     worker.flush()
                 except OSError:
-                    # Gone. Its sentinel fires, and _on_exit reads what it said last (which of
+                    # Gone. Its sentinel fires, and Replies.on_exit reads what it said last (which of
                     # its queued tasks it had started) before it gives the rest back.
                     worker.lose()
 
@@ -288,7 +289,7 @@ class Dispatcher:
             written = worker.send(task, kind, payload, defer=queue is not None)
         except OSError:
             # The worker died before it got the task, so the task is safe to give to another one.
-            # Its sentinel will fire and _on_exit will clean up; nothing more is sent to it.
+            # Its sentinel will fire and Replies.on_exit will clean up; nothing more is sent to it.
             worker.lose()
             self._plan.requeue(task)
             return
@@ -303,124 +304,6 @@ class Dispatcher:
         worker.task = None
         worker.doom(reason)
         self._plan.give_back(worker)
-
-    # -- hearing back -------------------------------------------------------------------------------
-
-    def _on_readable(self, worker: WorkerHandle) -> None:
-        assert worker.results is not None
-        try:
-            messages = worker.reader.read()
-        except (EOFError, OSError):
-            # The worker is exiting; its sentinel says when, and _on_exit does the rest.
-            self._poller.remove(worker.results.fileno())
-            worker.results = None
-            return
-        for message in messages:
-            self._on_message(worker, message)
-
-    def _on_message(self, worker: WorkerHandle, message: bytes) -> None:
-        kind, task_id, attempt, next_id, payload = wire.unpack(message)
-        if kind == wire.READY:
-            if worker.state is not BOOTING:
-                pass  # told to stop while it booted
-            elif worker.stale:
-                worker.retire()  # booted before a restart(): it may have loaded the old code
-            else:
-                worker.to(IDLE)
-                self._idle.append(worker)
-            return
-        if kind == wire.INIT_FAILED:
-            self._init_failure = bytes(payload)
-            return
-        if worker.state is STOPPING:
-            return  # stopped: whatever it still says is stale, and its tasks were dealt with
-        if kind == wire.SKIPPED:
-            self._on_skipped(worker, task_id)
-            return
-        task = worker.task
-        if task is None or task.id != task_id:
-            return  # the task was cancelled or timed out while its answer was on the way
-        if kind == wire.ITEM:
-            assert isinstance(task, ChunkTask)
-            self._on_item(worker, task, payload)
-            return
-        worker.task = None
-        prefetch.measure(task.function, time.monotonic() - worker.sent_at, task.calls())
-        self._advance(worker, next_id)
-        outcomes.resolve(task, kind, attempt, payload, worker.pid)
-
-    def _on_skipped(self, worker: WorkerHandle, task_id: int) -> None:
-        for task in worker.queued:
-            if task.id == task_id:
-                worker.unqueue(task)
-                return
-
-    def _advance(self, worker: WorkerHandle, next_id: int) -> None:
-        """The worker finished its task: start the clock of the queued one it named, or idle it.
-
-        With ``next_id`` 0 the worker found nothing waiting, so whatever was queued after it
-        looked arrives later and the first of it runs unconditionally.
-        """
-        if not worker.queued:
-            self._after_task(worker)
-            return
-        task = next(iter(worker.queued))
-        if next_id and task.id != next_id:
-            log.error("worker %d started task %d, not %d; stopping it", worker.pid, next_id, task.id)
-            self._stop(worker, "protocol error")
-            return
-        worker.unqueue(task)
-        worker.start(task)
-        if task.future.cancelled():
-            # Cancelled while queued, but the worker had already chosen it: stop it as a running one.
-            self._stop(worker, "cancelled")
-
-    def _after_task(self, worker: WorkerHandle) -> None:
-        """The worker has nothing left to do. Recycle it if it has done its share, grown too big
-        or outlived a restart(); otherwise it is idle again."""
-        worker.deadline = None
-        if worker.state is not BUSY:
-            return  # LOST: only its exit is awaited
-        if self._plan.retires(worker, worker.resident_bytes):
-            worker.retire()
-        else:
-            worker.to(IDLE)
-            self._idle.append(worker)
-
-    def _on_item(self, worker: WorkerHandle, task: ChunkTask, payload: memoryview) -> None:
-        outcomes.record_item(task, payload, worker.pid)
-        if task.options.timeout is not None:
-            worker.deadline = time.monotonic() + task.options.timeout
-        if not task.left():
-            worker.task = None
-            seconds = time.monotonic() - worker.sent_at
-            self._after_task(worker)  # nothing is ever queued behind a per-item chunk
-            settle(task.future, task.result(seconds))
-
-    # -- losing a worker ----------------------------------------------------------------------------
-
-    def _on_exit(self, worker: WorkerHandle) -> None:
-        # A worker may send its last message and exit at once: read what it left before mourning it.
-        while worker.results is not None and worker.reader.pending():
-            self._on_readable(worker)
-        worker.process.join()
-        exitcode = worker.process.exitcode
-        booting = worker.state is BOOTING
-        self._crew.forget(worker)
-        self._plan.give_back(worker)
-        how = describe_exit(exitcode)
-        if worker.task is not None:
-            task, worker.task = worker.task, None
-            self._plan.lost(task, outcomes.crashed(task, worker.pid, how, exitcode), retryable=True)
-        elif booting:
-            self._fail_one_for_boot(worker, how, exitcode)
-
-    def _fail_one_for_boot(self, worker: WorkerHandle, how: str, exitcode: int | None) -> None:
-        """A worker that dies before READY costs one queued task, so a worker that can never boot
-        (a failing initializer, a main module that raises on import) fails tasks one by one
-        instead of being restarted forever."""
-        envelope, self._init_failure = self._init_failure, None
-        self._plan.fail_next(lambda task: outcomes.never_ready(task, worker.pid, how, exitcode, envelope))
 
     def _fail_everything(self) -> None:
         with self.inbox.lock:
