@@ -193,26 +193,20 @@ class Dispatcher:
         for worker in kill:
             worker.escalate()
         for worker in expired:
-            self._expire(worker)
+            assert worker.task is not None
+            self._stop_running(worker, "timeout", outcomes.timed_out(worker.task, worker.pid))
+        limit = self._max_memory or 0
         for worker in weigh:
             resident = worker.resident_bytes()
-            if resident is not None and resident > (self._max_memory or 0):
-                self._over_memory(worker, resident)
+            if worker.task is not None and resident is not None and resident > limit:
+                error = outcomes.over_memory(worker.task, worker.pid, limit, resident)
+                self._stop_running(worker, "memory limit", error)
 
-    def _expire(self, worker: WorkerHandle) -> None:
+    def _stop_running(self, worker: WorkerHandle, reason: str, error: outcomes.ErrorFactory) -> None:
         task = worker.task
         assert task is not None
-        self._stop(worker, "timeout")
-        self._plan.lost(task, outcomes.timed_out(task, worker.pid), retryable=True)
-
-    def _over_memory(self, worker: WorkerHandle, resident: int) -> None:
-        task = worker.task
-        assert task is not None
-        assert self._max_memory is not None
-        self._stop(worker, "memory limit")
-        self._plan.lost(
-            task, outcomes.over_memory(task, worker.pid, self._max_memory, resident), retryable=True
-        )
+        self._stop(worker, reason)
+        self._plan.lost(task, error, retryable=True)
 
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
