@@ -149,15 +149,7 @@ if __name__ == "__main__":
 def test_main_functions_under_the_guard_are_fresh(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "fresh_main.py"
     script.write_text(MAIN_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=lifecycle_tasks.script_env(start_method),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = lifecycle_tasks.run_script([str(script)], start_method, tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.split("\n") == ["10", "20", "[2]", "-20", "1", "42", ""]
