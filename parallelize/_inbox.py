@@ -106,9 +106,12 @@ class Inbox:
 
     def _poke_locked(self) -> None:
         if not self._poked and self._pipe_open:
-            self._poked = True
+            # Write first: a KeyboardInterrupt between the two steps (the caller's thread runs
+            # signal handlers) then leaves a spare byte, not a flag that says the dispatcher was
+            # woken when it was not, which would silence every later poke.
             with contextlib.suppress(BlockingIOError):  # the pipe is full of wake-ups already
                 os.write(self._wake_writer, b"\0")
+            self._poked = True
 
     def drain(self) -> None:
         with self.lock:
