@@ -25,13 +25,16 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import all_processes, wait_until
+import parallelize
+from tests import fault_tasks, workers
+from tests.conftest import all_processes, proc_stat, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +194,7 @@ def probe(
 
 def test_ctrl_c_at_random_moments_is_never_lost(scripts: list[Script], tmp_path: Path) -> None:
     """Every workload, to the process and to its group, on the default start method."""
-    plan = [(mode, group) for group in (False, True) for mode in ("short", "long", "call")] * 2
+    plan = [(mode, group) for group in (False, True) for mode in ("short", "long", "call")] * 4
     probe(scripts, tmp_path, "forkserver" if sys.platform.startswith("linux") else "spawn", plan, seed=9)
 
 
@@ -205,3 +208,46 @@ def test_thirty_ctrl_c_per_workload_and_target(
     plan = [(mode, group) for group in (False, True) for _ in range(30)]
     random.Random(mode).shuffle(plan)
     probe(scripts, tmp_path, start_method, plan, seed=sum(map(ord, mode + start_method)))
+
+
+def _ctrl_c_once_blocked(thread_id: int, native_id: int) -> threading.Thread:
+    """A thread that sends SIGINT to the thread ``thread_id`` once it sleeps in ``result()``, as
+    the kernel delivers a Ctrl-C to the main thread."""
+
+    def send() -> None:
+        def asleep() -> bool:
+            frame = sys._current_frames().get(thread_id)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            fields = proc_stat(f"{os.getpid()}/task/{native_id}")
+            return "result" in names and fields is not None and fields[0] == "S"
+
+        wait_until(asleep, 30, "the main thread to wait in result()")
+        signal.pthread_kill(thread_id, signal.SIGINT)
+
+    sender = threading.Thread(target=send, name="ctrl-c")
+    sender.start()
+    return sender
+
+
+def test_work_submitted_right_after_ctrl_c_runs(pool: parallelize.Pool, tmp_path: Path) -> None:
+    """Ctrl-C stops the work submitted before it, never what the caller submits after catching it.
+
+    Before the fix the dispatcher, acting on the Ctrl-C a moment later, stopped whatever ran by
+    then, including new tasks handed straight to the idle worker: CancelledError.
+    """
+    marker = tmp_path / "hang"
+    hanging = pool.submit(fault_tasks.hang, str(marker))
+    wait_until(marker.exists, 30, "the hanging task to start")
+    main = threading.current_thread()
+    assert main.ident is not None
+    assert main.native_id is not None
+    sender = _ctrl_c_once_blocked(main.ident, main.native_id)
+    with pytest.raises(KeyboardInterrupt):
+        hanging.result(timeout=60)
+    fresh = [pool.submit(workers.square, i) for i in range(6)]
+    sender.join(timeout=30)
+    assert [f.result(timeout=30) for f in fresh] == [i * i for i in range(6)]
+    assert hanging.cancelled()
