@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
+from . import _interrupts as interrupts
 from . import _outcomes as outcomes
 from . import _prefetch as prefetch
 from . import _protocol as wire
@@ -117,24 +118,43 @@ class Dispatcher:
         so it never overtakes a task. The dispatcher then wakes for the result as usual; it is
         poked only when the task brings a deadline it must start counting.
         """
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
+        if self._lock.locked():
+            return False  # the dispatcher is awake (or this thread is the dispatcher): the inbox
+        # ``with``, not acquire(blocking=False) and try: a KeyboardInterrupt can land between
+        # those two, and a lock left held would stop the dispatcher for good. If the dispatcher
+        # woke since the look above, this waits for it to sleep again, one round at most.
+        with self._lock:
             if not self._idle or self._requeued:
                 return False
             with self.inbox.lock:
                 if self.inbox.tasks or self.inbox.closing or self.inbox.restarting:
                     return False
-            worker = self._idle.popleft()
-            if task.future.set_running_or_notify_cancel():
-                self._send(worker, task)
-            else:
-                self._idle.appendleft(worker)
-            if worker.task is not task or task.options.timeout is not None or self._max_memory is not None:
-                self.inbox.poke()
+            worker = self._idle[0]
+            try:
+                self._idle.popleft()
+                if task.future.set_running_or_notify_cancel():
+                    self._send(worker, task)
+                else:
+                    self._idle.appendleft(worker)
+                watch = task.options.timeout is not None or self._max_memory is not None
+                if worker.task is not task or watch:
+                    self.inbox.poke()
+            except BaseException:
+                self._abandon(worker, task)
+                raise
             return True
-        finally:
-            self._lock.release()
+
+    def _abandon(self, worker: WorkerHandle, task: Task) -> None:
+        """``send_now`` was cut short at an unknown point: Ctrl-C in the caller's thread (whose
+        signal handler runs there, between any two steps). The worker may hold part of a
+        message, so it is stopped and replaced; the task, whose caller never got its future,
+        is cancelled."""
+        if worker in self._idle:
+            self._idle.remove(worker)
+        worker.start(task)
+        cancel_running(task.future)
+        task.future.cancel()
+        self.inbox.stop(task)
 
     def pids(self) -> list[int]:
         return [pid for pid, w in list(self._workers.items()) if w.doomed is None and not w.broken]
@@ -152,6 +172,7 @@ class Dispatcher:
     # -- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        interrupts.keep_off_this_thread()  # Ctrl-C is the main thread's (see _interrupts)
         # The dispatcher holds _lock whenever it is awake; see send_now.
         self._lock.acquire()
         try:
@@ -244,15 +265,20 @@ class Dispatcher:
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
-        stops, stop_all = self.inbox.take_stops()
-        if stop_all:
-            for task in self._requeued:
+        stops, stop_below = self.inbox.take_stops()
+        if stop_below:
+            # Ctrl-C: what was submitted before it. Newer tasks are left alone, and go back to
+            # the line when the worker they were queued in is stopped.
+            for task in [t for t in self._requeued if t.id < stop_below]:
                 cancel_running(task.future)
-            self._requeued.clear()
+                self._requeued.remove(task)
             for worker in list(self._workers.values()):
-                if worker.task is not None:
-                    for task in (worker.task, *worker.queued):
-                        cancel_running(task.future)
+                older = [t for t in worker.queued if t.id < stop_below]
+                stops += older
+                for task in older:
+                    cancel_running(task.future)
+                if worker.task is not None and worker.task.id < stop_below:
+                    cancel_running(worker.task.future)
                     self._stop(worker, "cancelled")
         for task in stops:
             if task in self._requeued:
@@ -310,6 +336,7 @@ class Dispatcher:
     def _start_worker(self) -> None:
         self._started += 1
         worker = start_worker(self._context, self._started, self._initializer)
+        interrupts.keep_off_this_thread()  # starting the resource tracker may have undone it
         self._workers[worker.pid] = worker
         assert worker.results is not None
         self._poller.add(worker.results.fileno(), (_RESULTS, worker))

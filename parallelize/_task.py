@@ -95,6 +95,12 @@ class Task:
         return self.function.describe((item,) if self.bare else item)
 
 
+def id_bound() -> int:
+    """An id above every task made so far and below every task made later: what "the work
+    there was when Ctrl-C came" means (see Inbox.interrupt)."""
+    return next(_ids)
+
+
 class ChunkResult:
     """What one chunk of a map resolves to: a value for every item, except where ``errors`` holds
     that item's exception (its value is then None)."""
