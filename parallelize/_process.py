@@ -112,12 +112,12 @@ class ProcessBackend:
         try:
             if not dispatcher.send_now(task):
                 dispatcher.inbox.put(task)
-        except PoolClosed as exc:
+        except PoolClosed:
             # The inbox says closed both after shutdown() and after the dispatcher failed.
             with self._lock:
                 cause = self._cause
             if cause is not None:
-                raise self._broken(f"so {task.describe()} was not submitted", cause) from exc
+                raise self._broken(f"so {task.describe()} was not submitted", cause) from cause
             raise
 
     def _capacity(self) -> int:
@@ -143,21 +143,10 @@ class ProcessBackend:
             if self._state is PoolState.NEW:
                 return  # no worker yet: the first ones will load the code as it is then
             if self._cause is not None:
-                raise self._broken("so it was not restarted", self._cause)
+                raise self._broken("so it was not restarted", self._cause) from self._cause
             if self._state is not PoolState.RUNNING or dispatcher is None:
                 raise PoolClosed("the pool is shut down, so it was not restarted; create a new Pool")
         dispatcher.inbox.restart()
-
-    def join(self, timeout: float | None = None) -> None:
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.join(timeout)
-
-    def kill_workers(self) -> None:
-        """SIGKILL every worker now (the exit hook's last resort after a second Ctrl-C)."""
-        for pid in self.pids():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -169,12 +158,11 @@ class ProcessBackend:
 
     @staticmethod
     def _broken(what: str, cause: BaseException) -> PoolBroken:
-        error = PoolBroken(
+        # The caller raises it `from cause`: the failure that broke the pool is its __cause__.
+        return PoolBroken(
             f"the pool is broken: its dispatcher failed ({type(cause).__name__}: {cause}), {what}; "
             f"create a new Pool (the default pool is replaced by the next call)"
         )
-        error.__cause__ = cause
-        return error
 
     def _start(self) -> Dispatcher:
         with self._lock:
@@ -185,23 +173,27 @@ class ProcessBackend:
                 if self._start_method == "forkserver":
                     _preload_in_forkserver(context)
                 me = weakref.ref(self)  # the dispatcher's thread must not keep this backend alive
+                made: list[Dispatcher] = []
                 dispatcher = Dispatcher(
                     context,
                     self._workers,
                     self._initializer,
                     name="parallelize-dispatcher",
-                    on_exit=lambda: _call(me, ProcessBackend._on_dispatcher_exit),
+                    on_exit=lambda: _dispatcher_exited(made[0], me),
                     on_broken=lambda exc: _call(me, ProcessBackend._on_dispatcher_failure, exc),
                     max_tasks_per_worker=self._max_tasks,
                     max_memory_per_worker=self._max_memory,
                 )
                 self._wake_on_drop = weakref.finalize(self, _DropWaker(dispatcher.inbox))
                 self._wake_on_drop.atexit = False  # the exit hook shuts live pools down itself
+                made.append(dispatcher)
+                with _running_lock:
+                    _running.add(dispatcher)
                 dispatcher.start()
                 self._dispatcher = dispatcher
                 self._transition(PoolState.RUNNING)
             elif self._cause is not None:
-                raise self._broken("so no task can be submitted", self._cause)
+                raise self._broken("so no task can be submitted", self._cause) from self._cause
             elif self._dispatcher is None:
                 raise PoolClosed("the pool is shut down; create a new Pool to run more work")
             return self._dispatcher
@@ -249,6 +241,12 @@ def _call(ref: weakref.ref[ProcessBackend], method: Callable[..., None], *args: 
         method(backend, *args)
 
 
+def _dispatcher_exited(dispatcher: Dispatcher, ref: weakref.ref[ProcessBackend]) -> None:
+    with _running_lock:
+        _running.discard(dispatcher)
+    _call(ref, ProcessBackend._on_dispatcher_exit)
+
+
 class _DropWaker:
     """Wakes a dropped pool's dispatcher to wind down (a weakref callback: any thread, no lock).
 
@@ -270,6 +268,10 @@ class _DropWaker:
 
 
 _live: weakref.WeakSet[ProcessBackend] = weakref.WeakSet()
+# Every dispatcher started and not yet ended, whether or not anything still holds its pool: a
+# dropped pool still finishing its work has no backend left, and exit must wait for it (or stop it).
+_running: set[Dispatcher] = set()  # guarded by _running_lock
+_running_lock = threading.Lock()
 _exit_hook_registered = False
 _exit_hook_lock = threading.Lock()
 
@@ -294,20 +296,26 @@ def shutdown_all() -> None:
     No worker may outlive this hook: multiprocessing's exit hook, which runs next, joins every
     non-daemonic child (ours are not daemonic, so tasks may start processes) without a timeout.
     """
-    backends = list(_live)
+    for backend in list(_live):
+        backend.shutdown(wait=False)  # CLOSING (or CLOSED, if it never started)
+    with _running_lock:
+        running = list(_running)  # with dropped pools' dispatchers, still finishing their work
     try:
-        for backend in backends:
-            backend.shutdown(wait=True)
+        for dispatcher in running:
+            dispatcher.inbox.close(cancel_pending=False)
+            dispatcher.join()
     except KeyboardInterrupt:
         log.warning("interrupted at exit: cancelling the pools' pending work and stopping their workers")
-        for backend in backends:
-            backend.shutdown(wait=False, cancel_pending=True)
+        for dispatcher in running:
+            dispatcher.inbox.close(cancel_pending=True)
         try:
-            for backend in backends:
-                backend.join()
+            for dispatcher in running:
+                dispatcher.join()
         except KeyboardInterrupt:
-            for backend in backends:
-                backend.kill_workers()
+            for dispatcher in running:
+                for pid in dispatcher.pids():
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
             raise
 
 
@@ -332,6 +340,9 @@ def _preload_in_forkserver(context: Any) -> None:
 
 def _after_fork_in_child() -> None:
     """Reset every pool in a forked child (called by ``_fork``, last)."""
+    global _running_lock
+    _running_lock = threading.Lock()
+    _running.clear()  # their threads did not survive the fork
     if _live:
         _forget_parent_forkserver()
     for backend in list(_live):
