@@ -112,10 +112,12 @@ class Inbox:
     def drain(self) -> None:
         with self.lock:
             self._poked = False
-            if self.dropped:
-                self.closing = True  # as close(False): what was submitted still runs
             with contextlib.suppress(BlockingIOError):
                 os.read(self.wake_reader, 4096)
+            # After the read: the dropper sets the flag before it writes, so a byte read here
+            # means the flag is visible now, and one written later wakes the next poll.
+            if self.dropped:
+                self.closing = True  # as close(False): what was submitted still runs
 
     def close_pipe(self) -> None:
         with self.lock:

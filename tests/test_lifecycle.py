@@ -11,6 +11,7 @@ import ast
 import contextlib
 import gc
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -98,8 +99,6 @@ def test_a_pool_whose_dispatcher_fails_is_broken_and_says_why(start_method: str,
                 pool.restart()
             pool.shutdown()
     assert pool.state is PoolState.BROKEN  # shutdown() of a broken pool is harmless, and it stays so
-    assert PoolBroken.__module__ == "parallelize"
-    assert "PoolBroken" in parallelize.__all__
 
 
 def test_a_broken_default_pool_is_replaced_by_the_next_call(default_start_method: str) -> None:
@@ -115,9 +114,13 @@ def test_a_broken_default_pool_is_replaced_by_the_next_call(default_start_method
     assert broken.state is PoolState.BROKEN
 
 
-def test_pool_broken_survives_a_pickle_round_trip() -> None:
-    import pickle
-
+def test_pool_broken_is_an_exported_runtime_error_that_survives_a_pickle_round_trip() -> None:
+    assert issubclass(PoolBroken, parallelize.ParallelizeError)
+    assert issubclass(PoolBroken, RuntimeError)
+    assert not issubclass(PoolBroken, PoolClosed)
+    assert parallelize.PoolBroken is PoolBroken
+    assert "PoolBroken" in parallelize.__all__
+    assert PoolBroken.__module__ == "parallelize"
     error = pickle.loads(pickle.dumps(PoolBroken("the pool is broken")))
     assert type(error) is PoolBroken
     assert str(error) == "the pool is broken"
@@ -156,6 +159,25 @@ def test_a_dropped_pool_finishes_its_work_without_blocking_the_collector(tmp_pat
     assert not future.done()
     release.write_text("done")
     assert future.result(timeout=RESULT_TIMEOUT).startswith("done:")  # submitted work completes
+    thread.join(timeout=EXIT_LIMIT)
+    assert not thread.is_alive()
+
+
+def test_collecting_a_dropped_pool_takes_no_lock_the_collecting_thread_may_hold() -> None:
+    # A collection can run in any thread, at any allocation, even in one that holds the pool's
+    # inbox lock (the dispatcher itself, or a caller in submit). A wake-up that took that lock
+    # would deadlock here instead of returning.
+    before = _dispatcher_threads()
+    pool = Pool(1)
+    assert pool.submit(workers.square, 2).result(timeout=RESULT_TIMEOUT) == 4
+    (thread,) = _dispatcher_threads() - before
+    dispatcher = pool._backend._dispatcher
+    assert dispatcher is not None
+    collected = weakref.ref(pool)
+    with dispatcher.inbox.lock:
+        del pool
+        gc.collect()
+        assert collected() is None
     thread.join(timeout=EXIT_LIMIT)
     assert not thread.is_alive()
 
