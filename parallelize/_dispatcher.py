@@ -159,6 +159,7 @@ class Dispatcher:
         try:
             self._loop()
         except BaseException as exc:
+            # Logged once here and not re-raised: PoolBroken carries it to every caller.
             log.exception("the dispatcher failed; failing every task it held")
             if self._on_broken is not None:
                 self._on_broken(exc)
