@@ -232,6 +232,7 @@ class ProcessBackend:
             self._dispatcher.abandon_after_fork()
             self._dispatcher = None
         if self._state not in (PoolState.CLOSED, PoolState.BROKEN):
+            # Not a transition (outside the table on purpose): the child's copy starts over.
             self._state = PoolState.NEW
 
 
