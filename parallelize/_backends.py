@@ -1,8 +1,9 @@
 """The backend seam, and the two backends that need no processes.
 
 Everything above this seam (decorators, map, futures, configuration) talks to a ``Backend``; the
-engines below it are the process ``Pool`` (``_pool.py``), the thread and sync backends here, and
-later a dask.distributed one, which will be one new module implementing the same four members::
+engines below it are the process backend (``_process.py``, which each public ``Pool`` holds),
+the thread and sync backends here, and later a dask.distributed one, which will be one new module
+implementing the same four members::
 
     _encode(task)   in the caller's thread; pickle what must cross a boundary, or raise
                     SerializationError there and then

@@ -122,7 +122,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
         if _worker.ACTIVE:
             return _config.default_backend()  # inline in a worker (see _config.default_backend)
         if options.pool is not None:
-            return options.pool
+            return options.pool._backend
         if options.backend is not None:
             return _config.backend_named(options.backend)
         return _config.default_backend()
@@ -313,7 +313,7 @@ class InProcessFunction(_Decorated[P, R]):
 
         pool = Pool(1)
         try:
-            return await submit_call(pool, handle, args, kwargs, options)
+            return await submit_call(pool._backend, handle, args, kwargs, options)
         finally:
             pool.shutdown(wait=True)  # the call is over (or cancelled): its process exits at once
 
@@ -346,7 +346,7 @@ def _submit_isolated(
     from ._pool import Pool
 
     with Pool(1) as pool:
-        future = submit_call(pool, handle, args, kwargs, options)
+        future = submit_call(pool._backend, handle, args, kwargs, options)
         try:
             concurrent.futures.wait([future])
         except KeyboardInterrupt:

@@ -49,7 +49,7 @@ from . import _prefetch as prefetch
 from . import _protocol as wire
 from . import _shm
 from ._channel import KILL_GRACE, WorkerHandle, start_worker
-from ._errors import ParallelizeError, PoolClosed, describe_exit
+from ._errors import ParallelizeError, PoolBroken, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
 from ._poller import Poller
@@ -76,11 +76,13 @@ class Dispatcher:
         *,
         name: str,
         on_exit: Callable[[], None],
+        on_broken: Callable[[BaseException], None] | None = None,
         max_tasks_per_worker: int | None = None,
         max_memory_per_worker: int | None = None,
     ) -> None:
         self.inbox = Inbox()
         self._on_exit_callback = on_exit
+        self._on_broken = on_broken  # told of an internal failure, before the tasks fail with it
         self._context = context
         self._size = size
         self._initializer = initializer
@@ -177,10 +179,12 @@ class Dispatcher:
         self._lock.acquire()
         try:
             self._loop()
-        except BaseException:
+        except BaseException as exc:
+            # Logged once here and not re-raised: PoolBroken carries it to every caller.
             log.exception("the dispatcher failed; failing every task it held")
-            self._fail_everything()
-            raise
+            if self._on_broken is not None:
+                self._on_broken(exc)
+            self._fail_everything(exc)
         finally:
             self._stop_workers()
             self.inbox.close_pipe()
@@ -626,8 +630,7 @@ class Dispatcher:
                 worker.process.join()
             self._forget(worker)
 
-    def _fail_everything(self) -> None:
-        error = PoolClosed("the pool's dispatcher failed (see the log); this task was abandoned")
+    def _fail_everything(self, cause: BaseException) -> None:
         with self.inbox.lock:
             self.inbox.closing = True
             tasks = list(self.inbox.tasks)
@@ -636,4 +639,10 @@ class Dispatcher:
         tasks += [w.task for w in self._workers.values() if w.task is not None]
         tasks += [task for w in self._workers.values() for task in w.queued]
         for task in tasks:
+            error = PoolBroken(
+                f"the pool broke while it held {task.describe()}: its dispatcher failed "
+                f"({type(cause).__name__}: {cause}); the task was abandoned, and the pool runs "
+                f"nothing more"
+            )
+            error.__cause__ = cause
             settle(task.future, error=error)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import sys
 import threading
 import types
@@ -344,10 +343,6 @@ def _number_of(data: bytes) -> int:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # another thread may have held it at the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def handle_for(function: Callable[..., Any]) -> FunctionHandle:

@@ -38,6 +38,9 @@ class Inbox:
         self.restarting = False  # guarded by lock: restart() was called, the dispatcher has not acted
         self._poked = False  # guarded by lock: a wake-up byte is already in the pipe
         self._pipe_open = True  # guarded by lock: False once the dispatcher has gone
+        # Set without the lock by a dropped pool's weakref callback (see _process); turned into
+        # `closing` by drain(), in the dispatcher thread, which the callback's byte wakes.
+        self.dropped = False
         self.wake_reader, self._wake_writer = os.pipe()
         os.set_blocking(self._wake_writer, False)
 
@@ -113,11 +116,21 @@ class Inbox:
                 os.write(self._wake_writer, b"\0")
             self._poked = True
 
+    def dup_waker(self) -> int:
+        """A descriptor of the caller's own on the wake-up pipe (it closes it)."""
+        fd = os.dup(self._wake_writer)
+        os.set_blocking(fd, False)
+        return fd
+
     def drain(self) -> None:
         with self.lock:
             self._poked = False
             with contextlib.suppress(BlockingIOError):
                 os.read(self.wake_reader, 4096)
+            # After the read: the dropper sets the flag before it writes, so a byte read here
+            # means the flag is visible now, and one written later wakes the next poll.
+            if self.dropped:
+                self.closing = True  # as close(False): what was submitted still runs
 
     def close_pipe(self) -> None:
         with self.lock:

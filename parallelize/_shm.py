@@ -247,10 +247,6 @@ def _after_fork_in_child() -> None:
     _exit_hook = False
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 # -- sending --------------------------------------------------------------------------------------
 
 
