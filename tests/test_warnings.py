@@ -10,6 +10,7 @@ handler; the parent's is collected by a handler the script installs.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -63,9 +64,14 @@ def echo(payload, seed):
 if __name__ == "__main__":
     said = []
 
+    parent = os.getpid()
+
     class Keep(logging.Handler):
         def emit(self, record):
-            said.append(record.getMessage())
+            if os.getpid() == parent:
+                said.append(record.getMessage())
+            else:  # a fork worker inherited this handler: say it where the other workers do
+                sys.stderr.write(record.getMessage() + "\\n")
 
     logging.getLogger("parallelize").addHandler(Keep())
     calls = int(sys.argv[1])
@@ -176,6 +182,25 @@ def test_each_cause_is_named(tmp_path: Path, setup: str, what: str, error: str) 
     assert max(Counter(pid for pid, _, _ in said).values()) == 1, said
     assert (report["pid"], what) in {(pid, w) for pid, w, _ in said}
     assert all(w == what and error in e for _, w, e in said), said
+
+
+def test_a_fork_child_speaks_for_itself(caplog: pytest.LogCaptureFixture) -> None:
+    # A fork worker inherits what its parent has said; spawn and forkserver workers start afresh
+    # (the namespace tests above), and a fork one must too.
+    full = OSError(errno.ENOSPC, "No space left on device")
+    _fallback._said.discard("no room")
+    try:
+        with caplog.at_level(logging.WARNING, logger="parallelize"):
+            assert _fallback.warn_once(full)
+            assert not _fallback.warn_once(full)
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if _fallback.warn_once(full) and not _fallback.warn_once(full) else 1)
+            _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len([r for r in caplog.records if "is full" in r.getMessage()]) == 1
+    finally:
+        _fallback._said.discard("no room")
 
 
 def test_a_name_collision_takes_a_fresh_name(
