@@ -16,8 +16,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import pytest
 from parallelize import _fallback, _functions, _serialize, _shm, parallel
 
 from . import lifecycle_tasks, shm_tasks, workers
+from .conftest import pid_alive, wait_until
 
 WAIT = 120
 
@@ -201,6 +204,46 @@ def test_a_fork_child_speaks_for_itself(caplog: pytest.LogCaptureFixture) -> Non
         assert len([r for r in caplog.records if "is full" in r.getMessage()]) == 1
     finally:
         _fallback._said.discard("no room")
+
+
+def test_a_fork_child_can_register_a_segment_while_a_parent_thread_held_the_tracker() -> None:
+    # Found by the namespace test above under fork: the dispatcher thread forked a worker while
+    # the caller's thread was registering its argument's segment, so the worker inherited the
+    # resource tracker's lock held, and hung on its first result segment. Here another thread
+    # holds that lock across the fork, every time.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    held, forked = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with resource_tracker._resource_tracker._lock:  # type: ignore[attr-defined]
+            held.set()
+            forked.wait(timeout=WAIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=WAIT)
+        pid = os.fork()
+        if pid == 0:
+            name, fd = _shm._create(4096)
+            os.close(fd)
+            _shm.unlink(name)
+            os._exit(0)
+    finally:
+        forked.set()
+        holder.join(timeout=WAIT)
+
+    def exited() -> bool:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+
+    try:
+        wait_until(exited, 10, "the fork child to make a segment (it hangs on an inherited lock)")
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def test_a_name_collision_takes_a_fresh_name(
