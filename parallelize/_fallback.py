@@ -66,12 +66,14 @@ def warn_once(exc: OSError) -> bool:
     what = _ADVICE.get(cause, "shared memory could not be used")
     import logging
 
+    # The error as text, not the exception: a handler that keeps records (pytest's caplog) kept
+    # its traceback, whose frames held views of the message's buffers, and on 3.10 collecting
+    # that cycle later crashed the interpreter (a segfault in memoryview's release).
     logging.getLogger("parallelize").warning(
-        "%s (%s: %s), so large arguments and results of process %d go through the pipe instead, "
+        "%s (%s), so large arguments and results of process %d go through the pipe instead, "
         "which is slower%s; said once per process for this cause",
         what,
-        type(exc).__name__,
-        exc,
+        f"{type(exc).__name__}: {exc}",
         os.getpid(),
         _REMEDY.get(cause, ""),
     )
