@@ -249,8 +249,8 @@ def _after_fork_in_child() -> None:
     _exit_hook = False
     # CPython's resource tracker guards its pipe with a lock that fork does not reset. A fork
     # worker started while another thread of the parent was registering a segment inherited that
-    # lock held by a thread it does not have, and hung for good on its first result segment (1
-    # run in about 40 of 45 large calls on a small /dev/shm). Only this thread runs now.
+    # lock held by a thread it does not have, and hung for good on its first result segment (seen
+    # in about 1 run of 40, each 45 large calls on a small /dev/shm). Only this thread runs now.
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     reinit = getattr(
         getattr(getattr(tracker, "_resource_tracker", None), "_lock", None), "_at_fork_reinit", None
