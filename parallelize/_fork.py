@@ -5,10 +5,11 @@ thread that does not exist in the child), caches and pools; the pools' dispatche
 survive the fork, and the workers are the parent's. Each module below with such state has an
 ``_after_fork_in_child()``; this hook calls those of the modules already imported, in this order:
 
-1. ``_functions``, ``_shm``, ``_settings``: leaves of the import graph. Each replaces its lock and
-   drops what is the parent's (function facts stay: they are true in the child too; the spare
-   shared-memory segments are the parent's). They come first because the resets after them may
-   pickle, look up a function or read a setting, and must not meet a lock held at the fork.
+1. ``_fallback``, ``_functions``, ``_shm``, ``_settings``: leaves of the import graph. Each
+   replaces its lock and drops what is the parent's (function facts stay: they are true in the
+   child too; the spare shared-memory segments and the warnings already logged are the
+   parent's). They come first because the resets after them may pickle, look up a function or
+   read a setting, and must not meet a lock held at the fork.
 2. ``_config``: its lock; the thread backend (its threads are gone) and the resolved default are
    dropped, so the child chooses again (a forked *worker* must run nested calls inline).
 3. ``_process``: every pool goes back to NEW (CLOSED and BROKEN stay so), letting go of the
@@ -27,6 +28,7 @@ import sys
 __all__ = ["RESET_ORDER"]
 
 RESET_ORDER = (
+    "parallelize._fallback",
     "parallelize._functions",
     "parallelize._shm",
     "parallelize._settings",

@@ -34,7 +34,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import _shm
+from . import _fallback, _shm
 from ._errors import SerializationError
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None, *, samp
     try:
         data, name = _shm.share(inner, collect.buffers, handover=keep is None, recyclable=collect.recyclable)
     except OSError as exc:  # /dev/shm full or missing: the pipe still works, only slower
-        _log_no_room(exc)
+        _fallback.warn_once(exc)
         return _dumps_out_of_band(wrapped, _shm.in_band)
     if keep is not None:
         keep.append(name)
@@ -155,14 +155,6 @@ def _dumps_out_of_band(obj: object, callback: Callable[[pickle.PickleBuffer], bo
         buffer = io.BytesIO()
         _by_value_pickler(buffers=True)(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()
-
-
-def _log_no_room(exc: OSError) -> None:
-    import logging
-
-    logging.getLogger("parallelize").warning(
-        "no room in shared memory (%s); a large message goes through the pipe instead", exc
-    )
 
 
 # -- what lives in __main__ ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ Imported by workers: standard library only, and nothing heavy at import time.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -67,6 +68,7 @@ _ALIGN = 64  # every buffer starts on a cache line (and numpy's alignment needs 
 
 _DIR = "/dev/shm"
 _counter = itertools.count()
+NAME_ATTEMPTS = 8  # fresh names tried when a name is taken, before the message takes the pipe
 
 
 def _name(tracked: bool) -> str:
@@ -245,6 +247,16 @@ def _after_fork_in_child() -> None:
         os.close(spare.fd)
     _spares.clear()
     _exit_hook = False
+    # CPython's resource tracker guards its pipe with a lock that fork does not reset. A fork
+    # worker started while another thread of the parent was registering a segment inherited that
+    # lock held by a thread it does not have, and hung for good on its first result segment (seen
+    # in about 1 run of 40, each 45 large calls on a small /dev/shm). Only this thread runs now.
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    reinit = getattr(
+        getattr(getattr(tracker, "_resource_tracker", None), "_lock", None), "_at_fork_reinit", None
+    )
+    if reinit is not None:
+        reinit()
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -254,19 +266,29 @@ def _create(size: int) -> tuple[str, int]:
     """A new segment of ``size`` bytes, its pages reserved and registered; returns its descriptor."""
     assert _posixshmem is not None
     tracked = _can_track()
-    name = _name(tracked)
-    # Registered before the segment exists, so a SIGKILL at any moment from here on cannot leak
-    # it: reserving 256 MiB below takes about 0.1 s, and a segment registered only after that
-    # outlived a parent killed meanwhile. (Killed before shm_open, the tracker only warns that a name
-    # it was told of does not exist.)
-    if tracked:
-        _track(name)
-    try:
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    except BaseException:
+    for _ in range(NAME_ATTEMPTS):
+        name = _name(tracked)
+        # Registered before the segment exists, so a SIGKILL at any moment from here on cannot
+        # leak it: reserving 256 MiB below takes about 0.1 s, and a segment registered only after
+        # that outlived a parent killed meanwhile. (Killed before shm_open, the tracker only warns
+        # that a name it was told of does not exist.)
         if tracked:
-            _untrack(name)
-        raise
+            _track(name)
+        try:
+            fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            # Someone else's segment (a dead process whose pid we now have left it): never touch
+            # it, and try a fresh name rather than give up on shared memory.
+            if tracked:
+                _untrack(name)
+            continue
+        except BaseException:
+            if tracked:
+                _untrack(name)
+            raise
+        break
+    else:
+        raise FileExistsError(errno.EEXIST, f"{NAME_ATTEMPTS} fresh segment names were all taken")
     try:
         # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
         # ftruncate would succeed and the first touch of a missing page would raise SIGBUS.
