@@ -27,10 +27,11 @@ from typing import Any, Protocol
 from . import _shm, _worker
 from ._calls import run_items
 from ._coroutines import returned_coroutine, runnable
+from ._encode import encode_call, encode_chunk
 from ._errors import PoolClosed, SerializationError
 from ._functions import FunctionHandle
 from ._futures import Future
-from ._serialize import dumps, dumps_shared, encode_call, encode_chunk, loads, type_name
+from ._serialize import dumps, dumps_shared, loads, type_name
 from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]

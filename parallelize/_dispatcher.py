@@ -49,11 +49,11 @@ from . import _prefetch as prefetch
 from . import _protocol as wire
 from . import _shm
 from ._channel import KILL_GRACE, WorkerHandle, start_worker
+from ._encode import encode_chunk
 from ._errors import ParallelizeError, PoolBroken, describe_exit
 from ._futures import cancel_running, settle
 from ._inbox import Inbox
 from ._poller import Poller
-from ._serialize import encode_chunk
 from ._task import ChunkResult, Task
 
 log = logging.getLogger("parallelize")

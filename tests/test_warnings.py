@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from parallelize import _fallback, _functions, _serialize, _shm, parallel
+from parallelize import _encode, _fallback, _functions, _serialize, _shm, parallel
 
 from . import lifecycle_tasks, shm_tasks, workers
 from .conftest import pid_alive, wait_until
@@ -265,7 +265,7 @@ def test_a_name_collision_takes_a_fresh_name(
         segments: list[str] = []
         handle = _functions.handle_for(shm_tasks.describe)
         with caplog.at_level(logging.WARNING, logger="parallelize"):
-            data = _serialize.encode_call(handle, (big,), {}, 0, (), segments)
+            data = _encode.encode_call(handle, (big,), {}, 0, (), segments)
         assert caplog.records == []
         assert len(segments) == 1
         assert segments[0] != taken
@@ -294,7 +294,7 @@ def test_names_all_taken_fall_back_once_naming_the_collision(
         with caplog.at_level(logging.WARNING, logger="parallelize"):
             for _ in range(3):
                 segments: list[str] = []
-                data = _serialize.encode_call(handle, (big,), {}, 0, (), segments)
+                data = _encode.encode_call(handle, (big,), {}, 0, (), segments)
                 assert segments == []
                 assert _serialize.loads(data)[1][0].tobytes() == big.tobytes()
         (record,) = caplog.records
