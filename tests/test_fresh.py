@@ -62,7 +62,7 @@ GLOBAL_K = 1  # read by a closure below: a module global that travels with it, b
 def test_immutable_state_is_pickled_again_only_when_it_changes(
     pool1: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shortcut in _functions._Frozen: a function whose pickled state holds only immutable
+    """The shortcut in _frozen.Frozen: a function whose pickled state holds only immutable
     values and things that travel by name is not pickled again while each is the same object;
     every kind of change still shows at the next call. A spy around the real pickler counts."""
     pickles: list[object] = []
