@@ -19,11 +19,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _fork  # noqa: F401 - registers the one at-fork hook (see _fork)
+
 if TYPE_CHECKING:
-    from ._config import available_cpus, configure, restart, shutdown
+    from ._config import configure, restart, shutdown
     from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
     from ._errors import (
         ParallelizeError,
+        PoolBroken,
         PoolClosed,
         RemoteTraceback,
         SerializationError,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from ._futures import Future
     from ._mapping import MapIterator
     from ._pool import Pool, PoolState
+    from ._settings import available_cpus
 
 __all__ = [
     # decorators
@@ -55,6 +59,7 @@ __all__ = [
     "WorkerCrashed",
     "TaskTimeout",
     "PoolClosed",
+    "PoolBroken",
     "SerializationError",
     "RemoteTraceback",
 ]
@@ -71,11 +76,12 @@ _HOME = {
     "configure": "_config",
     "shutdown": "_config",
     "restart": "_config",
-    "available_cpus": "_config",
+    "available_cpus": "_settings",
     "ParallelizeError": "_errors",
     "WorkerCrashed": "_errors",
     "TaskTimeout": "_errors",
     "PoolClosed": "_errors",
+    "PoolBroken": "_errors",
     "SerializationError": "_errors",
     "RemoteTraceback": "_errors",
 }

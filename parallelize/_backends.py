@@ -1,8 +1,9 @@
 """The backend seam, and the two backends that need no processes.
 
 Everything above this seam (decorators, map, futures, configuration) talks to a ``Backend``; the
-engines below it are the process ``Pool`` (``_pool.py``), the thread and sync backends here, and
-later a dask.distributed one, which will be one new module implementing the same four members::
+engines below it are the process backend (``_process.py``, which each public ``Pool`` holds),
+the thread and sync backends here, and later a dask.distributed one, which will be one new module
+implementing the same four members::
 
     _encode(task)   in the caller's thread; pickle what must cross a boundary, or raise
                     SerializationError there and then
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import _shm
+from . import _shm, _worker
 from ._calls import run_items
 from ._coroutines import returned_coroutine, runnable
 from ._errors import PoolClosed, SerializationError
@@ -93,6 +95,45 @@ def encode(task: Task) -> None:
         task.future.add_done_callback(lambda _: _shm.release(segments))
 
 
+# -- time limits these backends cannot enforce ----------------------------------------------------
+#
+# A thread cannot be stopped and the sync backend runs the call in the caller's own thread, so
+# there a `timeout=` bounds nothing. That is documented, but the backend is often chosen far from
+# the code (PARALLELIZE_BACKEND=thread for a test run): one warning per function makes the
+# unbounded calls visible. Not inside a worker, where nested calls run inline by design and the
+# outer task's own limit, if it has one, still stops the whole worker.
+
+_unbounded_said: weakref.WeakSet[Any] = weakref.WeakSet()  # functions warned about; guarded by _said_lock
+_unbounded_labels: set[str] = set()  # the same, for callables that take no weak reference
+_said_lock = threading.Lock()
+
+
+def warn_unbounded(task: Task, backend: str) -> None:
+    """Log, once per function, that ``backend`` runs its calls without their time limit."""
+    if _worker.ACTIVE:
+        return
+    function, label = task.function.function, task.function.label
+    with _said_lock:
+        try:
+            if function in _unbounded_said:
+                return
+            _unbounded_said.add(function)
+        except TypeError:  # no weak reference to it: go by its name
+            if label in _unbounded_labels:
+                return
+            _unbounded_labels.add(label)
+    import logging
+
+    logging.getLogger("parallelize").warning(
+        "%s has timeout=%g s, but the %s backend cannot stop a running call, so its calls run "
+        'without a time limit; use the process backend (backend="process", or unset '
+        "PARALLELIZE_BACKEND) to enforce it (said once per function)",
+        label,
+        task.options.timeout,
+        backend,
+    )
+
+
 def _attempts(function: Callable[..., Any], options: TaskOptions) -> Callable[..., Any]:
     """``function`` re-run on a ``retry_on`` error while the retry budget lasts (thread and sync
     backends; timeouts are enforced by the process backend only, which can stop a task)."""
@@ -142,7 +183,9 @@ class ThreadBackend:
         self._cancelling = False
 
     def _encode(self, task: Task) -> None:
-        pass  # threads share the caller's objects: nothing to pickle
+        # threads share the caller's objects: nothing to pickle
+        if task.options.timeout is not None:
+            warn_unbounded(task, "thread")
 
     def _enqueue(self, task: Task) -> None:
         try:
@@ -176,6 +219,8 @@ class SyncBackend:
     """
 
     def _encode(self, task: Task) -> None:
+        if task.options.timeout is not None:
+            warn_unbounded(task, "sync")
         encode(task)
 
     def _enqueue(self, task: Task) -> None:

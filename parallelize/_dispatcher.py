@@ -43,10 +43,12 @@ import time
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
+from . import _interrupts as interrupts
 from . import _outcomes as outcomes
 from ._channel import WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
-from ._errors import ParallelizeError, PoolClosed
+from ._errors import ParallelizeError, PoolBroken
+from ._futures import cancel_running
 from ._inbox import Inbox
 from ._poller import Poller
 from ._replies import Replies
@@ -65,11 +67,13 @@ class Dispatcher:
         *,
         name: str,
         on_exit: Callable[[], None],
+        on_broken: Callable[[BaseException], None] | None = None,
         max_tasks_per_worker: int | None = None,
         max_memory_per_worker: int | None = None,
     ) -> None:
         self.inbox = Inbox()
         self._on_exit_callback = on_exit
+        self._on_broken = on_broken  # told of an internal failure, before the tasks fail with it
         self._size = size
         self._max_tasks = max_tasks_per_worker
         self._max_memory = max_memory_per_worker
@@ -104,24 +108,44 @@ class Dispatcher:
         so it never overtakes a task. The dispatcher then wakes for the result as usual; it is
         poked only when the task brings a deadline it must start counting.
         """
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
+        if self._lock.locked():
+            return False  # the dispatcher is awake (or this thread is the dispatcher): the inbox
+        # ``with``, not acquire(blocking=False) and try: a KeyboardInterrupt can land between
+        # those two, and a lock left held would stop the dispatcher for good. If the dispatcher
+        # woke since the look above, this waits for it to sleep again, one round at most.
+        with self._lock:
             if not self._idle or self._plan.requeued:
                 return False
             with self.inbox.lock:
                 if self.inbox.tasks or self.inbox.closing or self.inbox.restarting:
                     return False
-            worker = self._idle.popleft()
-            if task.future.set_running_or_notify_cancel():
-                self._send(worker, task)
-            else:
-                self._idle.appendleft(worker)
-            if worker.task is not task or task.options.timeout is not None or self._max_memory is not None:
-                self.inbox.poke()
+            worker = self._idle[0]
+            try:
+                self._idle.popleft()
+                if task.future.set_running_or_notify_cancel():
+                    self._send(worker, task)
+                else:
+                    self._idle.appendleft(worker)
+                watch = task.options.timeout is not None or self._max_memory is not None
+                if worker.task is not task or watch:
+                    self.inbox.poke()
+            except BaseException:
+                self._abandon(worker, task)
+                raise
             return True
-        finally:
-            self._lock.release()
+
+    def _abandon(self, worker: WorkerHandle, task: Task) -> None:
+        """``send_now`` was cut short at an unknown point: Ctrl-C in the caller's thread (whose
+        signal handler runs there, between any two steps). The worker may hold part of a
+        message, so it is stopped and replaced; the task, whose caller never got its future,
+        is cancelled."""
+        if worker in self._idle:
+            self._idle.remove(worker)
+        if worker.task is not task:
+            worker.start(task)
+        cancel_running(task.future)
+        task.future.cancel()
+        self.inbox.stop(task)
 
     def pids(self) -> list[int]:
         return self._crew.pids()
@@ -134,16 +158,18 @@ class Dispatcher:
     # -- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        interrupts.keep_off_this_thread()  # Ctrl-C is the main thread's (see _interrupts)
         # The dispatcher holds _lock whenever it is awake; see send_now.
         self._lock.acquire()
         try:
             self._loop()
-        except BaseException:
-            # The one place an internal error of the dispatcher thread is caught: a pool that
-            # must learn that it broke is told from here.
+        except BaseException as exc:
+            # The one place an internal error of the dispatcher thread is caught. Logged once
+            # here and not re-raised: PoolBroken carries it to every caller.
             log.exception("the dispatcher failed; failing every task it held")
-            self._fail_everything()
-            raise
+            if self._on_broken is not None:
+                self._on_broken(exc)
+            self._fail_everything(exc)
         finally:
             self._crew.stop_all()
             self.inbox.close_pipe()
@@ -211,8 +237,8 @@ class Dispatcher:
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
-        stops, stop_all = self.inbox.take_stops()
-        stop, skip = self._plan.stops(stops, stop_all, self._workers.values())
+        stops, stop_below = self.inbox.take_stops()
+        stop, skip = self._plan.stops(stops, stop_below, self._workers.values())
         for worker in stop:
             self._stop(worker, "cancelled")
         for worker, task in skip:
@@ -242,6 +268,8 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors or memory
                 self._cannot_start(exc)
                 break
+            finally:
+                interrupts.keep_off_this_thread()  # starting the resource tracker may have undone it
 
     def _cannot_start(self, exc: Exception) -> None:
         log.warning("could not start a worker: %s", exc)
@@ -299,8 +327,17 @@ class Dispatcher:
         worker.doom(reason)
         self._plan.give_back(worker)
 
-    def _fail_everything(self) -> None:
+    def _fail_everything(self, cause: BaseException) -> None:
         with self.inbox.lock:
             self.inbox.closing = True
-        error = PoolClosed("the pool's dispatcher failed (see the log); this task was abandoned")
+
+        def error(task: Task) -> BaseException:
+            error = PoolBroken(
+                f"the pool broke while it held {task.describe()}: its dispatcher failed "
+                f"({type(cause).__name__}: {cause}); the task was abandoned, and the pool runs "
+                f"nothing more"
+            )
+            error.__cause__ = cause
+            return error
+
         self._plan.abandon(self._workers.values(), error)

@@ -4,6 +4,8 @@
     +-- WorkerCrashed                the worker holding the task died (exit code or signal in the message)
     +-- TaskTimeout                  also TimeoutError (and concurrent.futures.TimeoutError on 3.10)
     +-- PoolClosed                   also RuntimeError: *you* shut the pool down, then submitted
+    +-- PoolBroken                   also RuntimeError: *it* broke (its dispatcher failed); the
+                                     failure is the __cause__, every pending task fails with it
     +-- SerializationError           also pickle.PicklingError and TypeError: an argument, a result or an
                                      exception could not cross the process boundary
 
@@ -22,6 +24,7 @@ import sys
 
 __all__ = [
     "ParallelizeError",
+    "PoolBroken",
     "PoolClosed",
     "RemoteTraceback",
     "SerializationError",
@@ -80,6 +83,15 @@ class PoolClosed(ParallelizeError, RuntimeError):
     """Work was submitted to a pool after ``shutdown()``."""
 
 
+class PoolBroken(ParallelizeError, RuntimeError):
+    """The pool broke: its dispatcher thread failed, so it can run nothing more.
+
+    Distinct from PoolClosed (*you* shut it down): the failure that broke it is the ``__cause__``,
+    every task it held fails with this error, and submitting to it raises it. Create a new Pool;
+    the default pool is replaced by the next call on its own.
+    """
+
+
 class SerializationError(ParallelizeError, pickle.PicklingError, TypeError):
     """An argument, result or exception could not be pickled or unpickled.
 
@@ -129,6 +141,7 @@ for _public in (
     WorkerCrashed,
     TaskTimeout,
     PoolClosed,
+    PoolBroken,
     SerializationError,
     RemoteTraceback,
 ):

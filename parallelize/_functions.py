@@ -15,7 +15,11 @@ travels under names *those bytes*::
 Equal numbers mean equal bytes (numbers are never reused), so a worker never runs a stale copy:
 this is exact, not a fingerprint. What it costs is one cloudpickle of the function per call (tens
 of microseconds for a small function; more for one that reads large globals, README "How functions
-reach the workers").
+reach the workers"), except where the pickle provably cannot have changed: a plain function whose
+pickled state (code, the globals it names, closure cells, defaults, names) holds only immutable
+values and things that travel by name, each still the very object it was at the last pickle
+(``Frozen``). An identity check of a few names then stands in for the pickle; anything mutable
+(a list, a dict, an object, a by-value function or class) means pickling again, every call.
 
 Nothing here keeps a caller's function alive (issue 8, item 7): the cache maps a function,
 weakly, to ``_Facts``, which holds strings, a number and bytes, never the function; a handle
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import sys
 import threading
 import types
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import SerializationError
+from ._frozen import Frozen
 from ._serialize import FunctionKey, _short, dumps_by_value, main_defines, resolve, type_name, unwrap
 
 __all__ = ["FunctionHandle", "handle_for", "reference_of"]
@@ -52,6 +56,9 @@ class _Facts:
 
     __slots__ = ("label", "last", "reference", "seconds")
 
+    # last: (key, bytes, frozen): the last pickle, its key, and the state it was made from when
+    # that state proves the next pickle would be the same bytes (else None).
+
     def __init__(self, label: str, reference: tuple[str, str, str] | None) -> None:
         self.label = label
         self.reference = reference  # None: the function travels by value
@@ -60,10 +67,14 @@ class _Facts:
         self.seconds: float | None = None
         # The last pickle made of the function, and its key: replaced as a pair, so a thread that
         # reads it while another writes sees one pair or the other, never a mix.
-        self.last: tuple[FunctionKey, bytes] | None = None
+        self.last: tuple[FunctionKey, bytes, Frozen | None] | None = None
 
     def pickle(self, function: Callable[..., Any]) -> tuple[FunctionKey, bytes]:
         """``function`` pickled now, and the key of exactly these bytes."""
+        last = self.last
+        if last is not None and last[2] is not None and last[2].unchanged(function):
+            return last[0], last[1]
+        frozen = Frozen.of(function)  # before pickling: a change made meanwhile forces a new pickle
         try:
             data = dumps_by_value(function)
         except Exception as exc:
@@ -71,12 +82,12 @@ class _Facts:
                 f"{self.label} cannot be sent to a worker: it is neither importable by name nor "
                 f"picklable by value ({type(exc).__name__}: {exc})"
             ) from exc
-        last = self.last
         if last is not None and last[1] == data:
-            return last  # unchanged: same key, and the same bytes object for the dispatcher
-        pinned = (("val", _number_of(data)), data)
-        self.last = pinned
-        return pinned
+            self.last = (last[0], last[1], frozen)
+            return last[0], last[1]  # unchanged: same key, and the same bytes object for the dispatcher
+        key: FunctionKey = ("val", _number_of(data))
+        self.last = (key, data, frozen)
+        return key, data
 
 
 class FunctionHandle:
@@ -207,10 +218,6 @@ def _number_of(data: bytes) -> int:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # another thread may have held it at the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def handle_for(function: Callable[..., Any]) -> FunctionHandle:

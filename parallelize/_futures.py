@@ -56,6 +56,11 @@ class Future(concurrent.futures.Future[R]):
         except KeyboardInterrupt as exc:
             self._interrupted(exc)
             raise
+        except RuntimeError as exc:
+            interrupt = self._interrupted_in_wait(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
@@ -63,6 +68,26 @@ class Future(concurrent.futures.Future[R]):
         except KeyboardInterrupt as exc:
             self._interrupted(exc)
             raise
+        except RuntimeError as exc:
+            interrupt = self._interrupted_in_wait(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
+
+    def _interrupted_in_wait(self, error: RuntimeError) -> KeyboardInterrupt | None:
+        """The KeyboardInterrupt a RuntimeError hides (None: it hides none).
+
+        ``threading.Condition.wait`` releases its lock one step before the ``try`` that takes it
+        back; a Ctrl-C that lands between the two makes the ``with`` around the wait release a
+        lock it no longer holds, and the caller gets "cannot release un-acquired lock" with the
+        KeyboardInterrupt as its context. The lock is free again either way; this gives the
+        Ctrl-C back its own name.
+        """
+        interrupt = error.__context__
+        if isinstance(interrupt, KeyboardInterrupt) and "un-acquired lock" in str(error):
+            self._interrupted(interrupt)
+            return interrupt
+        return None
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
         # A task that raised KeyboardInterrupt in its worker is that one task's outcome, re-raised

@@ -30,12 +30,12 @@ is taking from, so the source of runs never raises and the chain goes on after a
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
 from ._functions import FunctionHandle
 from ._futures import Future
@@ -180,23 +180,35 @@ class MapIterator(Iterator[R], Generic[R]):
                 self._current = iter(piece)
                 return True
             if not self._in_flight:
-                self._refill()
+                self._refill_or_close()
                 if not self._in_flight:
                     return self._end()
-            future, _ = self._in_flight.popleft()
             try:
-                chunk = future.result()
+                chunk = self._in_flight[0][0].result()
             except KeyboardInterrupt:
+                # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
+                # through taking a result: this map is over either way.
                 self.close()
                 raise
             except BaseException:
                 # The whole chunk failed (its arguments could not be pickled or unpickled): its
                 # exception is raised once, in place of its items.
-                self._refill()
+                self._in_flight.popleft()
+                self._refill_or_close()
                 raise
+            self._in_flight.popleft()
             self._sizer.observe(len(chunk.values), chunk.seconds)
-            self._refill()
+            self._refill_or_close()
             self._pending.extend(_runs_of(chunk.values, chunk.errors))
+
+    def _refill_or_close(self) -> None:
+        # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
+        # would had Ctrl-C come a moment later, while waiting.
+        try:
+            self._refill()
+        except KeyboardInterrupt:
+            self.close()
+            raise
 
     def _end(self) -> bool:
         error, self._source_error = self._source_error, None
@@ -244,8 +256,13 @@ class MapIterator(Iterator[R], Generic[R]):
             future.cancel()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finaliser (e.g. at interpreter exit)
+        try:
             self.close()
+        except KeyboardInterrupt:
+            # A finaliser's exception is dropped: hand Ctrl-C back to the main thread instead.
+            interrupts.raise_again_later()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser (e.g. at interpreter exit)
+            pass
 
 
 class _Raising(Iterator[Any]):

@@ -133,8 +133,8 @@ class Scheduler:
         if task is not None:
             settle(task.future, error=error(task))
 
-    def abandon(self, workers: Iterable[WorkerView], error: BaseException) -> None:
-        """The dispatcher failed: every task it holds fails with ``error``."""
+    def abandon(self, workers: Iterable[WorkerView], error: Callable[[Task], BaseException]) -> None:
+        """The dispatcher failed: every task it holds fails with ``error(task)``."""
         source = self.source
         with source.lock:
             tasks = list(source.tasks)
@@ -144,24 +144,31 @@ class Scheduler:
             tasks += [worker.task] if worker.task is not None else []
             tasks += worker.queued
         for task in tasks:
-            settle(task.future, error=error)
+            settle(task.future, error=error(task))
 
     def stops(
-        self, stops: list[Task], stop_all: bool, workers: Iterable[W]
+        self, stops: list[Task], stop_below: int, workers: Iterable[W]
     ) -> tuple[list[W], list[tuple[W, Task]]]:
-        """Cancellations (or Ctrl-C: ``stop_all``): returns the workers whose running task must
-        be stopped (terminated) and the queued tasks to SKIP; given-back tasks are dropped here."""
+        """Cancellations, and Ctrl-C: every task made before it (``id < stop_below``; 0 for no
+        Ctrl-C) is cancelled, newer ones are left alone. Returns the workers whose running task
+        must be stopped (terminated) and the queued tasks to SKIP; given-back tasks are dropped
+        here. A stopped worker's queued tasks go back to the line (``give_back``), where the
+        cancelled ones are skipped."""
         every = list(workers)
         stop: list[W] = []
         skip: list[tuple[W, Task]] = []
-        if stop_all:
-            for task in self.requeued:
+        stops = list(stops)
+        if stop_below:
+            for task in [t for t in self.requeued if t.id < stop_below]:
                 cancel_running(task.future)
-            self.requeued.clear()
+                self.requeued.remove(task)
             for worker in every:
-                if worker.task is not None:
-                    for task in (worker.task, *worker.queued):
-                        cancel_running(task.future)
+                older = [t for t in worker.queued if t.id < stop_below]
+                stops += older
+                for task in older:
+                    cancel_running(task.future)
+                if worker.task is not None and worker.task.id < stop_below:
+                    cancel_running(worker.task.future)
                     stop.append(worker)
         for task in stops:
             if task in self.requeued:
@@ -169,7 +176,7 @@ class Scheduler:
             for worker in every:
                 if worker.task is task and worker not in stop:
                     stop.append(worker)
-                elif task in worker.queued:
+                elif task in worker.queued and worker not in stop:
                     skip.append((worker, task))  # it stays queued until the worker answers
         return stop, skip
 

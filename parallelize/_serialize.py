@@ -16,7 +16,7 @@ Plain pickle is tried first everywhere because it is fast; cloudpickle is the fa
 refuses (lambdas, local classes). Workers import this module, so cloudpickle is imported lazily.
 
 Arguments and results with large buffers (bytes, bytearray, memoryview, numpy arrays: at least
-``_shm.THRESHOLD`` bytes of them near the top of the message) go through shared memory instead of
+``_buffers.THRESHOLD`` bytes of them near the top of the message) go through shared memory instead of
 the pipe: ``dumps_shared`` pickles them out of band and ``_shm`` copies them into one segment.
 Everything else (and every message when shared memory is unavailable or full) takes the pipe.
 """
@@ -26,19 +26,17 @@ from __future__ import annotations
 import functools
 import importlib
 import io
-import itertools
 import pickle
 import reprlib
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _shm
-from ._errors import SerializationError
+from . import _buffers, _fallback, _shm
 
 if TYPE_CHECKING:
-    from ._functions import FunctionHandle
+    pass
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -94,18 +92,18 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None, *, samp
     With ``keep`` (arguments), the segment is the caller's: its name is appended to ``keep`` and
     the caller unlinks it with ``_shm.release`` when the task is done, so re-sends can map it
     again. Without (results), the receiver unlinks it as it loads the message. The small-message
-    path costs a sampled ``_shm.measure`` over the top of the message and a length check: a
+    path costs a sampled ``_buffers.measure`` over the top of the message and a length check: a
     message the sample finds small is measured in full only if its plain pickle is large.
     ``sampled``: the caller has looked already and found nothing large.
     """
     if not _shm.AVAILABLE:
         return dumps(obj)
-    if sampled or _shm.measure(obj, depth, sample=True) < _shm.THRESHOLD:
+    if sampled or _buffers.measure(obj, depth, sample=True) < _buffers.THRESHOLD:
         data = dumps(obj)
-        if len(data) < _shm.THRESHOLD or _shm.measure(obj, depth) < _shm.THRESHOLD:
+        if len(data) < _buffers.THRESHOLD or _buffers.measure(obj, depth) < _buffers.THRESHOLD:
             return data
     copied: set[int] = set()
-    wrapped = _shm.wrap(obj, depth, copied)
+    wrapped = _buffers.wrap(obj, depth, copied)
     collect = _Collect(copied)
     try:
         inner = _dumps_out_of_band(wrapped, collect)
@@ -116,8 +114,8 @@ def dumps_shared(obj: object, depth: int, keep: list[str] | None = None, *, samp
     try:
         data, name = _shm.share(inner, collect.buffers, handover=keep is None, recyclable=collect.recyclable)
     except OSError as exc:  # /dev/shm full or missing: the pipe still works, only slower
-        _log_no_room(exc)
-        return _dumps_out_of_band(wrapped, _shm.in_band)
+        _fallback.warn_once(exc)
+        return _dumps_out_of_band(wrapped, _buffers.in_band)
     if keep is not None:
         keep.append(name)
     return data
@@ -134,7 +132,7 @@ class _Collect:
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         try:
             with buffer.raw() as raw:
-                if raw.nbytes < _shm.MIN_BUFFER:
+                if raw.nbytes < _buffers.MIN_BUFFER:
                     return True
                 if id(raw.obj) not in self.copied:
                     self.recyclable = False
@@ -155,14 +153,6 @@ def _dumps_out_of_band(obj: object, callback: Callable[[pickle.PickleBuffer], bo
         buffer = io.BytesIO()
         _by_value_pickler(buffers=True)(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()
-
-
-def _log_no_room(exc: OSError) -> None:
-    import logging
-
-    logging.getLogger("parallelize").warning(
-        "no room in shared memory (%s); a large message goes through the pipe instead", exc
-    )
 
 
 # -- what lives in __main__ ---------------------------------------------------------------------
@@ -219,7 +209,7 @@ class _BufferPickler(_MainAwarePickler):
     """The main-aware pickler that can also send memoryviews (out of band, see ``_shm``)."""
 
     def reducer_override(self, obj: object) -> Any:
-        reduction = _shm.reduce_memoryview(obj)
+        reduction = _buffers.reduce_memoryview(obj)
         if reduction is not None:
             return reduction
         return super().reducer_override(obj)
@@ -244,7 +234,7 @@ def _by_value_pickler(buffers: bool = False) -> type[Any]:
     class Pickler(cloudpickle.Pickler):
         def reducer_override(self, obj: object) -> Any:
             if buffers:
-                reduction = _shm.reduce_memoryview(obj)
+                reduction = _buffers.reduce_memoryview(obj)
                 if reduction is not None:
                     return reduction
             if is_proxy(obj):
@@ -292,124 +282,3 @@ def resolve(module: str | int, qualname: str | int) -> Any:
         defined = vars(obj).get(part) if isinstance(obj, type) else None
         obj = defined if is_proxy(defined) else getattr(obj, part)
     return unwrap(obj)
-
-
-def encode_call(
-    handle: FunctionHandle,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    retries: int = 0,
-    retry_on: tuple[type[BaseException], ...] = (),
-    segments: list[str] | None = None,
-) -> bytes:
-    """Pickle one call; on failure, name the argument that cannot be pickled.
-
-    With ``segments``, large buffers among the arguments (or one container into them) go through
-    shared memory, and the names of the segments made are appended to it (see ``dumps_shared``).
-    """
-    message = (handle.key, args, kwargs, retries, retry_on)
-    try:
-        if segments is None:
-            return dumps(message)
-        # depth 3: message, args tuple / kwargs dict, each argument, one container into it
-        return dumps_shared(message, 3, segments, sampled=_shm.only_atoms(args, kwargs))
-    except Exception as exc:
-        raise _argument_error(handle, args, kwargs, exc) from exc
-
-
-def encode_chunk(
-    handle: FunctionHandle,
-    items: list[Any],
-    retries: int = 0,
-    retry_on: tuple[type[BaseException], ...] = (),
-    segments: list[str] | None = None,
-    *,
-    bare: bool = False,
-) -> bytes:
-    """Pickle one chunk of a map: argument tuples, or with ``bare`` single arguments.
-
-    ``bare`` travels in the payload so the worker knows whether to call ``f(item)`` or
-    ``f(*item)``; a one-iterable map then pickles a list of plain items, about half the bytes of
-    a list of 1-tuples, and nobody builds or unpacks a tuple per item. With ``segments``, large
-    buffers go through shared memory as in ``encode_call``.
-    """
-    message = (handle.key, items, bare, retries, retry_on)
-    try:
-        # depth 4: message, items, one item's arguments, each argument, one container into it
-        return dumps(message) if segments is None else dumps_shared(message, 4, segments)
-    except Exception as exc:
-        for item in items:
-            _check_arguments(handle, (item,) if bare else item, {}, exc)
-        raise SerializationError(
-            f"the arguments of a map over {handle.label} could not be pickled: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _argument_error(
-    handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
-) -> SerializationError:
-    try:
-        _check_arguments(handle, args, kwargs, exc)
-    except SerializationError as named:
-        return named
-    return SerializationError(
-        f"the call {handle.describe(args, kwargs)} could not be pickled: {type(exc).__name__}: {exc}"
-    )
-
-
-def _check_arguments(
-    handle: FunctionHandle, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
-) -> None:
-    """Raise a SerializationError naming the first argument that cannot be pickled."""
-    names = _parameter_names(handle.function, len(args))
-    named = ((repr(name), value) for name, value in kwargs.items())
-    for where, value in itertools.chain(zip(names, args, strict=True), named):
-        try:
-            dumps(value)
-        except Exception as error:  # noqa: BLE001 - this is the culprit we are looking for
-            raise SerializationError(
-                f"argument {where} ({type_name(value)}) of {handle.label} could not be pickled, so the "
-                f"call was not submitted: {type(error).__name__}: {error}{_hint(value, error)}"
-            ) from exc
-
-
-def _hint(value: object, error: Exception) -> str:  # noqa: PLR0911 - one return per kind of object
-    """What to pass instead of something that cannot reach another process (error path only)."""
-    import socket
-    import types
-
-    if isinstance(value, io.IOBase) and hasattr(value, "mode"):
-        return "; pass its path and open the file in the function, or pass the data it holds"
-    if isinstance(value, socket.socket):
-        return "; pass the address and connect in the function"
-    if isinstance(value, types.GeneratorType):
-        return "; pass a list of its items, or map the function over it with .map()"
-    if isinstance(value, types.CoroutineType):
-        return "; pass what it returns (await it first), or decorate the async def itself"
-    if type_name(value) == "threading.Thread":
-        return "; a thread cannot move to another process: pass the data it works on"
-    if "inheritance" in str(error):  # multiprocessing's Queue, Lock, ... passed in a call
-        return (
-            "; a multiprocessing.Manager() makes queues and locks that can be passed in a call "
-            "(manager.Queue(), manager.Lock())"
-        )
-    if type_name(value) in ("_thread.lock", "_thread.RLock") or type(value).__module__ == "threading":
-        return (
-            "; threading objects work between threads of one process only: use a "
-            "multiprocessing.Manager() lock or event, or create it in the worker"
-        )
-    return ""
-
-
-def _parameter_names(function: Callable[..., Any], count: int) -> Iterable[str]:
-    import inspect  # only on this error path: it is slow to import, and workers import this module
-
-    try:
-        params = [
-            p.name
-            for p in inspect.signature(function).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        params = []
-    return [repr(params[i]) if i < len(params) else f"#{i + 1}" for i in range(count)]

@@ -42,6 +42,7 @@ Imported by workers: standard library only, and nothing heavy at import time.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -57,16 +58,11 @@ except ImportError:  # not a POSIX system: everything goes through the pipe
 
 AVAILABLE = _posixshmem is not None and sys.platform.startswith("linux") and hasattr(os, "posix_fallocate")
 
-# A message shares its buffers when those of at least MIN_BUFFER bytes add up to THRESHOLD. Below
-# a few hundred KiB the pipe is as fast (its copies stay in cache, and a segment costs a handful of
-# system calls and a tracker message on each side); from 1 MiB on, shared memory wins clearly (see
-# the README). Smaller buffers in a shared message stay inside the pickle.
-THRESHOLD = 1 << 20
-MIN_BUFFER = 64 << 10
 _ALIGN = 64  # every buffer starts on a cache line (and numpy's alignment needs are met)
 
 _DIR = "/dev/shm"
 _counter = itertools.count()
+NAME_ATTEMPTS = 8  # fresh names tried when a name is taken, before the message takes the pipe
 
 
 def _name(tracked: bool) -> str:
@@ -245,10 +241,14 @@ def _after_fork_in_child() -> None:
         os.close(spare.fd)
     _spares.clear()
     _exit_hook = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    # CPython's resource tracker guards its pipe with a lock that fork does not reset. A fork
+    # worker started while another thread of the parent was registering a segment inherited that
+    # lock held by a thread it does not have, and hung for good on its first result segment (seen
+    # in about 1 run of 40, each 45 large calls on a small /dev/shm). Only this thread runs now.
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    lock: Any = getattr(getattr(tracker, "_resource_tracker", None), "_lock", None)
+    if hasattr(lock, "_at_fork_reinit"):
+        lock._at_fork_reinit()
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -258,19 +258,29 @@ def _create(size: int) -> tuple[str, int]:
     """A new segment of ``size`` bytes, its pages reserved and registered; returns its descriptor."""
     assert _posixshmem is not None
     tracked = _can_track()
-    name = _name(tracked)
-    # Registered before the segment exists, so a SIGKILL at any moment from here on cannot leak
-    # it: reserving 256 MiB below takes about 0.1 s, and a segment registered only after that
-    # outlived a parent killed meanwhile. (Killed before shm_open, the tracker only warns that a name
-    # it was told of does not exist.)
-    if tracked:
-        _track(name)
-    try:
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    except BaseException:
+    for _ in range(NAME_ATTEMPTS):
+        name = _name(tracked)
+        # Registered before the segment exists, so a SIGKILL at any moment from here on cannot
+        # leak it: reserving 256 MiB below takes about 0.1 s, and a segment registered only after
+        # that outlived a parent killed meanwhile. (Killed before shm_open, the tracker only warns
+        # that a name it was told of does not exist.)
         if tracked:
-            _untrack(name)
-        raise
+            _track(name)
+        try:
+            fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            # Someone else's segment (a dead process whose pid we now have left it): never touch
+            # it, and try a fresh name rather than give up on shared memory.
+            if tracked:
+                _untrack(name)
+            continue
+        except BaseException:
+            if tracked:
+                _untrack(name)
+            raise
+        break
+    else:
+        raise FileExistsError(errno.EEXIST, f"{NAME_ATTEMPTS} fresh segment names were all taken")
     try:
         # Reserve the pages now: on a full /dev/shm this fails with ENOSPC, where a bare
         # ftruncate would succeed and the first touch of a missing page would raise SIGBUS.
@@ -383,102 +393,3 @@ def _load(name: str, size: int, inner: bytes, layout: list[tuple[int, int, bool]
     finally:
         if mode == "recycle":
             view[0] = _FREE  # bytes and bytearrays only: all copied out by now
-
-
-# -- what goes out of band ------------------------------------------------------------------------
-#
-# The C pickler never calls reducer_override for exact bytes and bytearray (it has fast paths for
-# them), so those are wrapped before pickling, as deep as ``measure`` looks. memoryview (which plain
-# pickle refuses) goes through reducer_override at any depth; numpy arrays hand their buffer out of
-# band by themselves under protocol 5.
-
-
-_ATOMS = frozenset({int, float, str, bool, type(None), complex, type})
-_SAMPLE = 4  # items of a long list or tuple that ``measure(sample=True)`` looks at
-
-
-def only_atoms(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """True for the common call: numbers, strings and the like only (the cheapest check there is)."""
-    for value in args:
-        if type(value) not in _ATOMS:
-            return False
-    return not kwargs or all(type(value) in _ATOMS for value in kwargs.values())
-
-
-def measure(obj: Any, depth: int, sample: bool = False) -> int:
-    """Bytes in the large buffers of ``obj`` and its containers down to ``depth`` levels.
-
-    This runs on every task, so it allocates nothing and does little more than a type check per
-    element (exact types: a subclass may pickle itself its own way); with ``sample``, it looks at
-    the first few items of long lists only (a map chunk of 10,000 items costs what one of 4 does).
-    A memoryview always counts as THRESHOLD: only the buffer pickler can send one.
-    """
-    cls = type(obj)
-    if cls in _ATOMS:
-        return 0
-    if cls is tuple or cls is list or cls is dict:
-        if depth <= 0:
-            return 0
-        total = 0
-        if cls is dict:
-            obj = obj.values()
-        elif sample and len(obj) > _SAMPLE:
-            obj = obj[:_SAMPLE]
-        for item in obj:
-            if type(item) not in _ATOMS:
-                total += measure(item, depth - 1, sample)
-        return total
-    if cls is bytes or cls is bytearray:
-        size = len(obj)
-    elif cls is memoryview:
-        size = max(obj.nbytes, THRESHOLD)
-    elif hasattr(cls, "__array_interface__"):  # numpy and compatible arrays
-        size = getattr(obj, "nbytes", 0)
-    else:
-        return 0
-    return size if isinstance(size, int) and size >= MIN_BUFFER else 0
-
-
-def wrap(obj: Any, depth: int, copied: set[int]) -> Any:
-    """``obj`` with its large bytes and bytearrays (down to ``depth``) wrapped to go out of band;
-    their ids go into ``copied`` (the receiver copies them out: see the spare segments)."""
-    cls = type(obj)
-    if cls is bytes or cls is bytearray:
-        if len(obj) < MIN_BUFFER:
-            return obj
-        copied.add(id(obj))
-        return _OutOfBand(obj)
-    if depth > 0:
-        if cls is tuple:
-            return tuple(wrap(item, depth - 1, copied) for item in obj)
-        if cls is list:
-            return [wrap(item, depth - 1, copied) for item in obj]
-        if cls is dict:
-            return {key: wrap(value, depth - 1, copied) for key, value in obj.items()}
-    return obj
-
-
-class _OutOfBand:
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer: bytes | bytearray) -> None:
-        self.buffer = buffer
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self.buffer), (pickle.PickleBuffer(self.buffer),))
-
-
-def reduce_memoryview(obj: object) -> tuple[Any, ...] | None:
-    """How a memoryview travels: its bytes out of band, then the same format and shape again."""
-    if type(obj) is not memoryview or not obj.c_contiguous:
-        return None
-    return (_rebuild_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
-
-
-def _rebuild_memoryview(data: Any, fmt: Any, shape: tuple[int, ...]) -> memoryview:
-    view = memoryview(data).cast("B")
-    return view if fmt == "B" and len(shape) == 1 else view.cast(fmt, shape)
-
-
-def in_band(_: pickle.PickleBuffer) -> bool:
-    return True

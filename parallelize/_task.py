@@ -15,9 +15,9 @@ import itertools
 from typing import Any, NamedTuple
 
 from . import _protocol as wire
+from ._encode import encode_call, encode_chunk
 from ._functions import FunctionHandle
 from ._futures import Future
-from ._serialize import encode_call, encode_chunk
 
 _ids = itertools.count(1)
 
@@ -162,6 +162,12 @@ class ChunkTask(Task):
 
     def result(self, seconds: float) -> ChunkResult:
         return ChunkResult(self.values, self.errors, seconds)
+
+
+def id_bound() -> int:
+    """An id above every task made so far and below every task made later: what "the work
+    there was when Ctrl-C came" means (see Inbox.interrupt)."""
+    return next(_ids)
 
 
 class ChunkResult:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import _interrupts as interrupts
 from . import _protocol as wire
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
 from ._serialize import dumps, loads, resolve
@@ -37,7 +38,7 @@ def run(tasks: Connection, results: Connection, initializer: bytes | None) -> No
     global ACTIVE
     ACTIVE = True
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.ignore_in_worker()
     _die_with_parent()
     _let_the_forkserver_go()
     send = results.send_bytes

@@ -8,6 +8,8 @@ deadlines only stop a forgotten task from blocking a worker forever.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,3 +87,19 @@ def script_env(start_method: str, workers: int = 2) -> dict[str, str]:
     env["PARALLELIZE_WORKERS"] = str(workers)
     env.pop("PARALLELIZE_BACKEND", None)
     return env
+
+
+def run_script(
+    args: list[str], start_method: str, cwd: Path, timeout: float, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in ``cwd`` with ``script_env(start_method)``; text output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        env=script_env(start_method),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

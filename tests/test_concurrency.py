@@ -114,7 +114,9 @@ def test_sixteen_first_calls_at_once_resolve_one_default_backend(backend: str) -
     chosen = {id(seen) for seen, _ in results}
     assert len(chosen) == 1
     assert all(square == 9 for _, square in results)
-    expected = _config._default_pool if backend == "process" else _config._thread_backend
+    pool = _config._default_pool
+    # A Pool has a backend (the seam's implementation); the default is that backend.
+    expected = pool._backend if backend == "process" and pool is not None else _config._thread_backend
     assert results[0][0] is expected is _config._resolved
     assert len(_dispatcher_threads()) == (1 if backend == "process" else 0)
 

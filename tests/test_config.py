@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import parallelize
-from parallelize import ParallelizeError, Pool, PoolState, _config
+from parallelize import ParallelizeError, Pool, PoolState, _config, _settings
 
 from . import core_tasks, workers
 
@@ -273,7 +273,7 @@ def test_available_cpus_respects_affinity_and_quota() -> None:
     cpus = parallelize.available_cpus()
     assert 1 <= cpus <= (os.cpu_count() or 1)
     affinity = len(os.sched_getaffinity(0))
-    quota = _config._cgroup_cpu_quota()
+    quota = _settings._cgroup_cpu_quota()
     expected = affinity if quota is None else min(affinity, max(1, math.ceil(quota)))
     assert cpus == expected
     assert Pool().workers == cpus

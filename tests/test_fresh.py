@@ -56,6 +56,52 @@ def test_closure_cells_and_captured_objects_are_read_at_each_call(pool: Pool) ->
     assert pool.submit(scale, 1).result(timeout=RESULT_TIMEOUT) == (100, 5)
 
 
+GLOBAL_K = 1  # read by a closure below: a module global that travels with it, by value
+
+
+def test_immutable_state_is_pickled_again_only_when_it_changes(
+    pool1: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shortcut in _frozen.Frozen: a function whose pickled state holds only immutable
+    values and things that travel by name is not pickled again while each is the same object;
+    every kind of change still shows at the next call. A spy around the real pickler counts."""
+    pickles: list[object] = []
+    real = _functions.dumps_by_value
+
+    def counting(function: object) -> bytes:
+        pickles.append(function)
+        return real(function)
+
+    monkeypatch.setattr(_functions, "dumps_by_value", counting)
+    k = 2
+
+    def times(x: int, plus: int = 0) -> int:
+        return x * k * GLOBAL_K + len("ab") + plus
+
+    def negated(x: int, plus: int = 0) -> int:
+        return -x * k
+
+    def call() -> int:
+        return pool1.submit(times, 3).result(timeout=RESULT_TIMEOUT)
+
+    assert [call() for _ in range(5)] == [8] * 5
+    assert len(pickles) == 1  # the same objects: the same bytes, not pickled again
+    k = 5  # a rebound closure cell
+    assert call() == 17
+    monkeypatch.setattr(sys.modules[__name__], "GLOBAL_K", 10)  # a rebound global
+    assert GLOBAL_K == 10
+    assert call() == 152
+    times.__defaults__ = (1000,)  # new defaults
+    assert call() == 1152
+    monkeypatch.setitem(globals(), "len", lambda _: 100)  # a name that was a builtin, now a global
+    assert call() == 1250
+    assert call() == 1250  # a by-value function among the globals: pickled at every call
+    monkeypatch.delitem(globals(), "len")
+    times.__code__ = negated.__code__  # new code
+    assert call() == -15
+    assert len(pickles) == 7
+
+
 def test_defaults_and_a_decorated_closure_on_the_default_pool(default_start_method: str) -> None:
     offset = {"value": 1}
 
@@ -103,15 +149,7 @@ if __name__ == "__main__":
 def test_main_functions_under_the_guard_are_fresh(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "fresh_main.py"
     script.write_text(MAIN_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=lifecycle_tasks.script_env(start_method),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = lifecycle_tasks.run_script([str(script)], start_method, tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.split("\n") == ["10", "20", "[2]", "-20", "1", "42", ""]

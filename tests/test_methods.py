@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -183,15 +181,7 @@ if __name__ == "__main__":
 def test_classes_defined_in_main(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "methods_main.py"
     script.write_text(MAIN_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=lifecycle_tasks.script_env(start_method),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=RESULT_TIMEOUT,
-        check=False,
-    )
+    done = lifecycle_tasks.run_script([str(script)], start_method, tmp_path, timeout=RESULT_TIMEOUT)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.stderr == ""
     assert done.stdout.splitlines() == ["11 [11, 12]", "Counter True", "[3, 6] 8"]

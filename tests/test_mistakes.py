@@ -13,8 +13,6 @@ import multiprocessing
 import os
 import pydoc
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -185,15 +183,7 @@ print(double(3).result(timeout=30))
 def test_a_script_without_the_guard_is_told_the_fix(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=lifecycle_tasks.script_env(start_method),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_TIMEOUT,
-        check=False,
-    )
+    done = lifecycle_tasks.run_script([str(script)], start_method, tmp_path, timeout=SCRIPT_TIMEOUT)
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     fix = 'guard its calls with `if __name__ == "__main__":`'

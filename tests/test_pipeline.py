@@ -18,8 +18,9 @@ import pytest
 from parallelize import Future, Pool, WorkerCrashed, _prefetch
 from parallelize import _protocol as wire
 from parallelize._channel import start_worker
+from parallelize._encode import encode_call
 from parallelize._functions import handle_for
-from parallelize._serialize import encode_call, loads
+from parallelize._serialize import loads
 from tests import pipeline_tasks as pt
 from tests.conftest import wait_until
 

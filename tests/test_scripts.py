@@ -10,8 +10,6 @@ guard does not, and neither does anything from ``-c`` code or stdin, which have 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,16 +25,7 @@ pytestmark = pytest.mark.timeout(SCRIPT_TIMEOUT + 15)
 
 
 def _run(args: list[str], start_method: str, cwd: Path, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, *args],
-        input=stdin,
-        env=lifecycle_tasks.script_env(start_method),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_TIMEOUT,
-        check=False,
-    )
+    done = lifecycle_tasks.run_script(args, start_method, cwd, timeout=SCRIPT_TIMEOUT, stdin=stdin)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.stderr == ""
     return done.stdout

@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from parallelize import Pool, TaskTimeout, WorkerCrashed, _functions, _serialize, _shm, parallel
+from parallelize import (
+    Pool,
+    TaskTimeout,
+    WorkerCrashed,
+    _buffers,
+    _encode,
+    _functions,
+    _serialize,
+    _shm,
+    parallel,
+)
 
 from . import lifecycle_tasks, shm_tasks, workers
 from .conftest import wait_until
@@ -112,11 +122,11 @@ def test_map_with_large_items(pool: Pool) -> None:
 def test_small_messages_stay_in_the_pipe() -> None:
     handle = _functions.handle_for(shm_tasks.describe)
     segments: list[str] = []
-    data = _serialize.encode_call(handle, (b"x" * (_shm.MIN_BUFFER - 1),), {}, 0, (), segments)
+    data = _encode.encode_call(handle, (b"x" * (_buffers.MIN_BUFFER - 1),), {}, 0, (), segments)
     assert segments == []
-    assert len(data) > _shm.MIN_BUFFER  # in the pickle itself
+    assert len(data) > _buffers.MIN_BUFFER  # in the pickle itself
     big = shm_tasks.make("bytes")
-    data = _serialize.encode_call(handle, (big,), {}, 0, (), segments)
+    data = _encode.encode_call(handle, (big,), {}, 0, (), segments)
     try:
         assert len(segments) == 1
         assert len(data) < 4096  # only a reference travels
@@ -157,7 +167,7 @@ def test_full_shared_memory_falls_back_to_the_pipe(monkeypatch: pytest.MonkeyPat
     big = shm_tasks.make("bytearray")
     segments: list[str] = []
     handle = _functions.handle_for(shm_tasks.describe)
-    data = _serialize.encode_call(handle, (memoryview(big),), {}, 0, (), segments)
+    data = _encode.encode_call(handle, (memoryview(big),), {}, 0, (), segments)
     assert segments == []
     assert len(data) > len(big)
     arrived = _serialize.loads(data)[1][0]
