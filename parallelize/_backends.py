@@ -27,12 +27,11 @@ from typing import Any, Protocol
 from . import _shm, _worker
 from ._calls import run_items
 from ._coroutines import returned_coroutine, runnable
-from ._encode import encode_call, encode_chunk
 from ._errors import PoolClosed, SerializationError
 from ._functions import FunctionHandle
 from ._futures import Future
 from ._serialize import dumps, dumps_shared, loads, type_name
-from ._task import NO_OPTIONS, ChunkResult, Task, TaskOptions
+from ._task import NO_OPTIONS, CallTask, ChunkResult, ChunkTask, Task, TaskOptions
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
@@ -52,7 +51,7 @@ def submit_call(
     options: TaskOptions = NO_OPTIONS,
 ) -> Future[Any]:
     # A snapshot per call: a by-value function is pickled as it is now (when encoded).
-    task = Task(handle.snapshot(), args, kwargs, Future(), options=options)
+    task = CallTask(handle.snapshot(), args, kwargs, Future(), options)
     backend._encode(task)
     _enqueue(backend, task)
     return task.future
@@ -69,7 +68,7 @@ def submit_chunk(
     """Submit one chunk of a map: argument tuples, or with ``bare`` single arguments.
 
     ``handle`` is the map's snapshot (see ``map_items``), so every chunk runs the same function."""
-    task = Task(handle.snapshot(), (), {}, Future(), items=items, options=options, bare=bare)
+    task = ChunkTask(handle.snapshot(), items, Future(), options, bare=bare)
     backend._encode(task)
     _enqueue(backend, task)
     return task.future
@@ -87,12 +86,8 @@ def _enqueue(backend: Backend, task: Task) -> None:
 
 def encode(task: Task) -> None:
     """Pickle a task for a process boundary (the process and sync backends)."""
-    retries, retry_on = task.options.retries, task.options.retry_on
     segments: list[str] = []
-    if task.items is None:
-        task.payload = encode_call(task.function, task.args, task.kwargs, retries, retry_on, segments)
-    else:
-        task.payload = encode_chunk(task.function, task.items, retries, retry_on, segments, bare=task.bare)
+    task.payload = task.encode(segments)
     if segments:
         # Large arguments went into shared memory owned by this process. A retry or a re-send
         # after a crash maps the same segment again, so it lives until the task is settled
@@ -161,7 +156,7 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
     if not task.future.set_running_or_notify_cancel():
         return
     function = _attempts(function, task.options)
-    if task.items is None:
+    if isinstance(task, CallTask):
         try:
             value = function(*task.args, **task.kwargs)
         except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a worker's
@@ -169,6 +164,7 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
             return
         task.future.set_result(value)
         return
+    assert isinstance(task, ChunkTask)
     started = time.perf_counter()
     errors: dict[int, BaseException] = {}
     # Each failed item's exception is raised by the map at that item's position.
@@ -230,9 +226,10 @@ class SyncBackend:
     def _enqueue(self, task: Task) -> None:
         assert task.payload is not None
         decoded = loads(task.payload)
-        if task.items is None:
+        if isinstance(task, CallTask):
             task.args, task.kwargs = decoded[1:3]
         else:
+            assert isinstance(task, ChunkTask)
             task.items = decoded[1]
         function = runnable(task.function.function)
 

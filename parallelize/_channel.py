@@ -3,19 +3,26 @@
 Only the dispatcher thread touches a WorkerHandle. ``task`` is the task the worker is running;
 ``queued`` are small tasks already written to its pipe behind it (prefetched), which have not
 started: the worker names the one it starts next in each result (see _protocol). A worker is in
-one of these states::
+exactly one ``WorkerState``, changed only by ``WorkerHandle.to``, which checks the move::
 
-    booting --READY--> idle <--result-- busy
-                        |                |
-                        +--STOP----------+--timeout / cancel / memory--> doomed (terminated)
-                        v
-                     retiring (max tasks or memory reached, or restart(), between tasks)
+    BOOTING --READY--> IDLE --send--> BUSY --result, nothing queued--> IDLE
+       |                 |  <---------' |
+       |                 |              +--timeout / cancel / memory--> STOPPING (SIGTERM, then
+       +--stale, or -----+--------------+--done its share / restart()--> RETIRING  SIGKILL after
+          shutdown          (STOP sent; SIGKILL if not gone STOP_GRACE later)      KILL_GRACE)
+                         a write to it failed (it is exiting) -----------> LOST
+    any of them --its sentinel fires--> DEAD
+
+Only BOOTING, IDLE and BUSY workers count toward the pool's size; the others are being replaced,
+and every one of them has a time (``kill_at``) after which it is killed, so none outlives its grace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
+import logging
 import os
 import select
 import struct
@@ -34,22 +41,55 @@ from ._serialize import FunctionKey, dumps
 if TYPE_CHECKING:
     from ._task import Task
 
+log = logging.getLogger("parallelize")
+
 # How many by-value functions a worker keeps at once (see WorkerHandle.defined).
 DEFINITIONS = 64
 
 # How long a terminated worker (SIGTERM) gets before it is killed (SIGKILL).
 KILL_GRACE = 1.0
+# How long a worker told to STOP (retired, or at shutdown) may take to exit before it is killed:
+# one whose task left a non-daemon thread never exits by itself.
+STOP_GRACE = 5.0
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class WorkerState(enum.Enum):
+    BOOTING = "booting"  # started, has not said READY
+    IDLE = "idle"  # ready, nothing to do (it is in the dispatcher's idle line)
+    BUSY = "busy"  # running ``task``, maybe with ``queued`` tasks behind it
+    RETIRING = "retiring"  # told to STOP between tasks; exits by itself, or is killed
+    STOPPING = "stopping"  # terminated (its task was stopped); killed if still there
+    LOST = "lost"  # a write to it failed: it is exiting, only its sentinel is awaited
+    DEAD = "dead"  # reaped and forgotten
+
+
+BOOTING, IDLE, BUSY = WorkerState.BOOTING, WorkerState.IDLE, WorkerState.BUSY
+RETIRING, STOPPING, LOST, DEAD = (
+    WorkerState.RETIRING,
+    WorkerState.STOPPING,
+    WorkerState.LOST,
+    WorkerState.DEAD,
+)
+# Workers that count toward the pool's size; the rest are being replaced.
+ACTIVE = frozenset({BOOTING, IDLE, BUSY})
+_MOVES: dict[WorkerState, frozenset[WorkerState]] = {
+    BOOTING: frozenset({IDLE, RETIRING, STOPPING, DEAD}),
+    IDLE: frozenset({BUSY, RETIRING, STOPPING, LOST, DEAD}),
+    BUSY: frozenset({BUSY, IDLE, RETIRING, STOPPING, LOST, DEAD}),
+    RETIRING: frozenset({STOPPING, DEAD}),
+    LOST: frozenset({STOPPING, DEAD}),
+    STOPPING: frozenset({DEAD}),
+    DEAD: frozenset(),
+}
 
 
 class WorkerHandle:
     __slots__ = (
         "_outbox",
-        "broken",
         "deadline",
         "defined",
-        "doomed",
         "index",
         "kill_at",
         "pid",
@@ -58,11 +98,11 @@ class WorkerHandle:
         "queued_bytes",
         "queued_seconds",
         "reader",
-        "ready",
         "results",
-        "retiring",
         "sent_at",
         "stale",
+        "state",
+        "stop_reason",
         "task",
         "tasks",
         "tasks_run",
@@ -81,7 +121,7 @@ class WorkerHandle:
         self.queued: dict[Task, tuple[int, float]] = {}
         self.queued_bytes = 0
         self.queued_seconds = 0.0
-        self.ready = False
+        self.state = BOOTING
         # Keys of the by-value functions this worker has, least recently used first: at most
         # DEFINITIONS, so a notebook that redefines a function in a loop (or a function whose
         # globals keep changing) does not grow the worker without bound. The parent decides what
@@ -91,11 +131,20 @@ class WorkerHandle:
         self.deadline: float | None = None  # when the running task (or item) times out
         self.sent_at = 0.0  # when the running task was sent
         self.tasks_run = 0
-        self.retiring = False  # told to STOP between tasks; will exit on its own
         self.stale = False  # started before a restart(): retires instead of taking more work
-        self.broken = False  # a write to it failed: it is gone, and only its sentinel is awaited
-        self.doomed: str | None = None  # why we terminated it; its exit then surprises no one
-        self.kill_at: float | None = None  # when a doomed worker gets SIGKILL if still alive
+        self.stop_reason = ""  # why it left ACTIVE (for the log)
+        self.kill_at: float | None = None  # when a worker that left ACTIVE is killed if still alive
+
+    def to(self, state: WorkerState, reason: str = "") -> None:
+        """Move to ``state``; a move the diagram does not allow is a bug in the dispatcher."""
+        if state not in _MOVES[self.state]:
+            raise AssertionError(f"worker {self.pid}: no move from {self.state.name} to {state.name}")
+        self.state = state
+        if state not in ACTIVE and state is not DEAD:
+            self.stop_reason = reason or state.value
+            self.deadline = None
+            grace = KILL_GRACE if state is STOPPING else STOP_GRACE
+            self.kill_at = time.monotonic() + grace
 
     def send(self, task: Task, kind: int, payload: bytes, *, defer: bool = False) -> int:
         """Write ``task`` (and its function first, if this worker has not got it yet) to the pipe;
@@ -166,7 +215,10 @@ class WorkerHandle:
         self.queued_seconds = 0.0
 
     def start(self, task: Task) -> None:
-        """``task`` runs now: its clock starts."""
+        """``task`` runs now: its clock starts. (A LOST worker may still name a queued task as
+        started; it stays LOST.)"""
+        if self.state is not BUSY and self.state is not LOST:
+            self.to(BUSY)
         self.task = task
         self.sent_at = time.monotonic()
         timeout = task.options.timeout
@@ -179,23 +231,36 @@ class WorkerHandle:
             self.tasks.send_bytes(wire.pack(wire.SKIP, task.id))
 
     def retire(self) -> None:
-        """Ask an idle worker to exit after its current work; a replacement starts on demand."""
-        self.retiring = True
+        """Ask the worker to exit once its current work is done; a replacement starts on demand.
+        It is killed if it has not exited STOP_GRACE later."""
+        self.to(RETIRING)
         with contextlib.suppress(OSError):  # already gone: its sentinel will say so
             self.tasks.send_bytes(wire.pack(wire.STOP))
 
     def doom(self, reason: str) -> None:
         """Terminate now (SIGTERM), and SIGKILL after KILL_GRACE if it is still there."""
-        if self.doomed is None:
-            self.doomed = reason
-            self.kill_at = time.monotonic() + KILL_GRACE
-            self.deadline = None
-            if self.process.exitcode is None:
-                self.process.terminate()
+        if self.state is STOPPING:
+            return
+        self.to(STOPPING, reason)
+        if self.process.exitcode is None:
+            self.process.terminate()
+
+    def lose(self) -> None:
+        """A write to it failed: it is exiting, and its sentinel will say when."""
+        if self.state in ACTIVE:
+            self.to(LOST)
 
     def escalate(self) -> None:
+        """Its grace is over: SIGKILL."""
         self.kill_at = None
         if self.process.exitcode is None:
+            if self.state is not STOPPING:
+                log.warning(
+                    "worker %d (%s) did not exit in %.0f s; killing it",
+                    self.pid,
+                    self.stop_reason,
+                    STOP_GRACE,
+                )
             self.process.kill()
 
     def resident_bytes(self) -> int | None:
@@ -207,6 +272,7 @@ class WorkerHandle:
             return None
 
     def close(self) -> None:
+        self.to(DEAD)
         self.tasks.close()
         if self.results is not None:
             self.results.close()

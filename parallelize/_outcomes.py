@@ -16,7 +16,7 @@ from ._errors import SerializationError, TaskTimeout, WorkerCrashed
 from ._futures import rebuild_exception, settle
 from ._guard import UNGUARDED_MAIN, unguarded_main
 from ._serialize import loads
-from ._task import ChunkResult, Task
+from ._task import ChunkTask, Task
 
 # Builds the error of a lost task from how many attempts it had.
 ErrorFactory = Callable[[int], BaseException]
@@ -35,7 +35,7 @@ def resolve(task: Task, kind: int, attempt: int, payload: memoryview, pid: int) 
     except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
         settle(task.future, error=_not_unpicklable(task, pid, exc))
         return
-    if task.items is None:
+    if not isinstance(task, ChunkTask):
         settle(task.future, value)
         return
     values, envelopes, seconds = value
@@ -47,21 +47,20 @@ def resolve(task: Task, kind: int, attempt: int, payload: memoryview, pid: int) 
     else:
         task.values = values  # the usual case, a chunk in one run: no copy
     task.done += len(values)
-    settle(task.future, ChunkResult(task.values, task.errors, seconds))
+    settle(task.future, task.result(seconds))
 
 
-def record_item(task: Task, payload: memoryview, pid: int) -> None:
+def record_item(task: ChunkTask, payload: memoryview, pid: int) -> None:
     """Keep the outcome of the next item of a per-item (RUN_EACH) chunk."""
+    error: BaseException | None = None
     try:
         ok, value = loads(payload)
         if not ok:
-            task.errors[task.done] = rebuild_exception(value, f"{task.describe()} in worker {pid}")
+            error = rebuild_exception(value, f"{task.describe()} in worker {pid}")
             value = None
     except BaseException as exc:  # noqa: BLE001 - fails this item only, SystemExit included (see resolve)
-        task.errors[task.done] = _not_unpicklable(task, pid, exc)
-        value = None
-    task.values.append(value)
-    task.done += 1
+        error, value = _not_unpicklable(task, pid, exc), None
+    task.settle_item(value, error)
     task.attempts = 1  # the worker went straight on to the next item's first attempt
 
 

@@ -1,4 +1,4 @@
-"""How much work may wait in a busy worker's pipe (see the dispatcher's ``_prefetch``).
+"""How much work may wait in a busy worker's pipe (see ``_scheduler.Scheduler.feed``).
 
 A worker that has its next task already in its pipe never idles for a round trip between tiny
 tasks; one with too much queued makes tasks wait behind a slow one while another worker is free.
@@ -8,13 +8,8 @@ Tasks with a time limit and per-item chunks are watched alone, so nothing is que
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ._functions import FunctionHandle
-
-if TYPE_CHECKING:
-    from ._channel import WorkerHandle
-    from ._task import Task
+from ._task import ChunkTask, Task
 
 # The expected seconds of work, the tasks and the bytes that may wait in one worker's pipe. The
 # bytes stay well under a pipe's 64 KiB, so writing to a busy worker never blocks the dispatcher:
@@ -26,28 +21,11 @@ BYTES = 32 * 1024
 _NEW_WEIGHT = 0.3
 
 
-def may_queue(worker: WorkerHandle, max_tasks: int | None) -> bool:
-    """Whether tasks may wait in this worker's pipe: it runs a plain task, and will run more."""
-    task = worker.task
-    return (
-        task is not None
-        and worker.ready
-        and worker.doomed is None
-        and not worker.retiring
-        and not worker.stale
-        and not task.stream
-        and task.options.timeout is None
-        and len(worker.queued) < TASKS
-        and (max_tasks is None or worker.tasks_run < max_tasks)
-    )
-
-
 def queueable(task: Task) -> bool:
     """A task that may wait behind another: measured, and not one to be watched alone."""
     return (
         task.function.seconds is not None
-        and not task.stream
-        and not task.done
+        and not (isinstance(task, ChunkTask) and (task.stream or task.done))
         and task.options.timeout is None
     )
 
@@ -55,14 +33,14 @@ def queueable(task: Task) -> bool:
 def cost(task: Task) -> float:
     """Seconds ``task`` should take by its function's measurements (0 if not measured yet)."""
     seconds = task.function.seconds or 0.0
-    return seconds * (1 if task.items is None else len(task.items))
+    return seconds * task.calls()
 
 
-def room_for(worker: WorkerHandle, seconds: float, size: int) -> bool:
-    assert worker.task is not None
-    if worker.queued_bytes + size > BYTES:
+def room_for(running: Task, queued_bytes: int, queued_seconds: float, seconds: float, size: int) -> bool:
+    """Whether a task of ``seconds`` and ``size`` bytes fits behind ``running`` and what is queued."""
+    if queued_bytes + size > BYTES:
         return False
-    return cost(worker.task) + worker.queued_seconds + seconds <= SECONDS
+    return cost(running) + queued_seconds + seconds <= SECONDS
 
 
 def measure(handle: FunctionHandle, seconds: float, calls: int) -> None:

@@ -56,3 +56,13 @@ def raise_keyboard_interrupt() -> None:
 
 def pid_of(x: int) -> tuple[int, int]:
     return x, os.getpid()
+
+
+def leave_a_thread(x: int) -> tuple[int, int]:
+    """Return ``(x, pid)`` and leave a non-daemon thread running: the worker can no longer exit
+    by itself, since interpreter exit waits for that thread."""
+    import threading
+    import time
+
+    threading.Thread(target=time.sleep, args=(3600,), name="left-behind").start()
+    return x, os.getpid()

@@ -3,12 +3,15 @@
 * a user's object that raises SystemExit while it is pickled in the worker or rebuilt here costs
   its own task, never the worker or the dispatcher thread;
 * a task that raises KeyboardInterrupt is that task's outcome, not a Ctrl-C of this process;
-* cancel() racing a result never stops a worker that held no cancelled task.
+* cancel() racing a result never stops a worker that held no cancelled task;
+* workers that cannot exit (a task left a non-daemon thread) do not pile up: a retiring worker
+  that outlives its grace is killed, and shutdown stops every worker in one grace.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from parallelize import Future, Pool, SerializationError
+from parallelize import Future, Pool, SerializationError, _channel
 
 from . import core_tasks, engine_tasks, workers
-from .conftest import wait_until
+from .conftest import all_processes, infrastructure_pids, pid_alive, wait_until
 
 RESULT_TIMEOUT = 30
 # cancel() racing completions: rounds of tasks, each cancelled as soon as it runs
@@ -178,3 +181,55 @@ def test_cancels_racing_completions_stop_only_workers_that_held_a_cancelled_task
             seen.update(pool.worker_pids())
     assert len(seen) <= pool.workers + won, (len(seen), won)
     assert pool.submit(workers.add, 3, 4).result(timeout=RESULT_TIMEOUT) == 7
+
+
+# -- workers that cannot exit -----------------------------------------------------------------------
+
+# Tasks on a 2-worker pool with max_tasks_per_worker=1, each leaving a non-daemon thread behind:
+# enough for more retired workers than the pool may hold beside its own.
+STUCK_TASKS = 6
+# A bound that catches only a hang: shutdown took one STOP_GRACE per stuck worker (6 x 5 s).
+SHUTDOWN_BOUND = 4 * _channel.STOP_GRACE
+
+
+def _live_workers() -> set[int]:
+    """Worker processes alive now: children of this process or of the forkserver (from /proc)."""
+    parents = {os.getpid(), *infrastructure_pids()}
+    return {
+        pid
+        for pid, fields in all_processes()
+        if int(fields[1]) in parents and pid not in infrastructure_pids() and pid_alive(pid)
+    }
+
+
+def test_workers_that_cannot_exit_are_killed_and_never_pile_up() -> None:
+    pool = Pool(2, max_tasks_per_worker=1)
+    try:
+        most = 0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal most
+            while not done.is_set():
+                most = max(most, len(_live_workers()))
+                done.wait(0.01)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            futures = [pool.submit(engine_tasks.leave_a_thread, x) for x in range(STUCK_TASKS)]
+            results = [f.result(timeout=RESULT_TIMEOUT) for f in futures]
+        finally:
+            done.set()
+            watcher.join(RESULT_TIMEOUT)
+        assert [x for x, _ in results] == list(range(STUCK_TASKS))
+        assert len({pid for _, pid in results}) == STUCK_TASKS  # one task per worker, as asked
+        # Its size, plus at most one worker being replaced per slot; never one per task run.
+        assert most <= 2 * pool.workers, most
+        assert len(_live_workers()) <= 2 * pool.workers
+    finally:
+        started = time.monotonic()
+        pool.shutdown()
+        took = time.monotonic() - started
+    assert took < SHUTDOWN_BOUND, f"shutdown() took {took:.1f} s: it waited for one worker after another"
+    assert not _live_workers()

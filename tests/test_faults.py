@@ -33,7 +33,7 @@ from parallelize import (
     SerializationError,
     TaskTimeout,
     WorkerCrashed,
-    _dispatcher,
+    _scheduler,
 )
 from tests import fault_tasks as ft
 from tests import workers
@@ -473,7 +473,7 @@ def test_worker_over_memory_after_a_task_is_recycled(monkeypatch: pytest.MonkeyP
     # Memory is also checked every MEMORY_CHECK_INTERVAL while a task runs, and allocating 200 MB
     # takes about that long here: a check landing mid-allocation would stop the task instead.
     # This test is about the check after the task, so the periodic one is pushed out of its way.
-    monkeypatch.setattr(_dispatcher, "MEMORY_CHECK_INTERVAL", 600.0)
+    monkeypatch.setattr(_scheduler, "MEMORY_CHECK_INTERVAL", 600.0)
     with Pool(1, max_memory_per_worker="150MB") as pool:
         small = pool.submit(workers.getpid).result(timeout=WAIT)
         assert pool.submit(workers.getpid).result(timeout=WAIT) == small  # under the limit: kept

@@ -1,4 +1,4 @@
-"""Pipelining: small tasks queued in a busy worker's pipe (see _dispatcher._prefetch).
+"""Pipelining: small tasks queued in a busy worker's pipe (see _scheduler.Scheduler.feed).
 
 A queued task has not started, so it must behave exactly like one still in the pool's queue: a
 cancelled one never runs, and one whose worker dies or is stopped runs elsewhere, once, without
