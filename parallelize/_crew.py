@@ -17,6 +17,7 @@ from multiprocessing.context import BaseContext
 from . import _shm
 from ._channel import ACTIVE, RETIRING, STOP_GRACE, WorkerHandle, start_worker
 from ._poller import Poller
+from ._task import Task
 
 # What a readable descriptor means to the dispatcher.
 WAKE, RESULTS, EXIT = "wake", "results", "exit"
@@ -75,6 +76,23 @@ class Crew:
                 worker.escalate()
                 worker.process.join()
             self.forget(worker)
+
+    def void(self, worker: WorkerHandle, task: Task) -> None:
+        """A hand-off of ``task`` to ``worker`` was cut short: the worker counts as running it
+        (out of the idle line), so stopping that task stops the worker."""
+        if worker in self.idle:
+            self.idle.remove(worker)
+        if worker.task is not task:
+            worker.start(task)
+
+    def retire_all(self) -> None:
+        """restart(): retire every worker as max_tasks_per_worker would, idle ones now, busy ones
+        when their work (and what is queued behind it) is done. Replacements start on demand, so
+        nothing submitted after restart() runs in a worker that was there before it."""
+        for worker in self.workers.values():
+            worker.stale = True
+        while self.idle:
+            self.idle.popleft().retire()
 
     def pids(self) -> list[int]:
         """Workers that are up or on their way out by themselves (not stopped or lost)."""

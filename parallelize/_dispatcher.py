@@ -47,7 +47,6 @@ from . import _interrupts as interrupts
 from . import _outcomes as outcomes
 from ._channel import WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
-from ._errors import ParallelizeError, PoolBroken
 from ._futures import cancel_running
 from ._inbox import Inbox
 from ._poller import Poller
@@ -130,22 +129,15 @@ class Dispatcher:
                 if worker.task is not task or watch:
                     self.inbox.poke()
             except BaseException:
-                self._abandon(worker, task)
+                # Cut short at an unknown point by a Ctrl-C in this thread (its handler runs
+                # between any two steps): the worker may hold part of a message, so it goes;
+                # the task, whose caller never got its future, is cancelled.
+                self._crew.void(worker, task)
+                cancel_running(task.future)
+                task.future.cancel()
+                self.inbox.stop(task)
                 raise
             return True
-
-    def _abandon(self, worker: WorkerHandle, task: Task) -> None:
-        """``send_now`` was cut short at an unknown point: Ctrl-C in the caller's thread (whose
-        signal handler runs there, between any two steps). The worker may hold part of a
-        message, so it is stopped and replaced; the task, whose caller never got its future,
-        is cancelled."""
-        if worker in self._idle:
-            self._idle.remove(worker)
-        if worker.task is not task:
-            worker.start(task)
-        cancel_running(task.future)
-        task.future.cancel()
-        self.inbox.stop(task)
 
     def pids(self) -> list[int]:
         return self._crew.pids()
@@ -180,7 +172,7 @@ class Dispatcher:
         while True:
             self._handle_stops()
             if self.inbox.take_restart():
-                self._restart()
+                self._crew.retire_all()
             self._dispatch()
             if self._finished():
                 return
@@ -244,15 +236,6 @@ class Dispatcher:
         for worker, task in skip:
             worker.skip(task)
 
-    def _restart(self) -> None:
-        """Retire every worker as max_tasks_per_worker would: idle ones now, busy ones when their
-        work (and what is queued behind it) is done. Replacements start on demand, so nothing
-        submitted after restart() runs in a worker that was there before it."""
-        for worker in self._workers.values():
-            worker.stale = True
-        while self._idle:
-            self._idle.popleft().retire()
-
     # -- handing out work ---------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -273,16 +256,7 @@ class Dispatcher:
 
     def _cannot_start(self, exc: Exception) -> None:
         log.warning("could not start a worker: %s", exc)
-
-        def error(task: Task) -> BaseException:
-            error = ParallelizeError(
-                f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
-                f"the pool will try again for the next task"
-            )
-            error.__cause__ = exc
-            return error
-
-        self._plan.fail_next(error)
+        self._plan.fail_next(outcomes.no_worker(exc))
 
     def _prefetch(self) -> None:
         """Queue waiting tasks in busy workers' pipes (the scheduler chooses), one write each."""
@@ -330,14 +304,4 @@ class Dispatcher:
     def _fail_everything(self, cause: BaseException) -> None:
         with self.inbox.lock:
             self.inbox.closing = True
-
-        def error(task: Task) -> BaseException:
-            error = PoolBroken(
-                f"the pool broke while it held {task.describe()}: its dispatcher failed "
-                f"({type(cause).__name__}: {cause}); the task was abandoned, and the pool runs "
-                f"nothing more"
-            )
-            error.__cause__ = cause
-            return error
-
-        self._plan.abandon(self._workers.values(), error)
+        self._plan.abandon(self._workers.values(), outcomes.broken(cause))

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from . import _protocol as wire
-from ._errors import SerializationError, TaskTimeout, WorkerCrashed
+from ._errors import ParallelizeError, PoolBroken, SerializationError, TaskTimeout, WorkerCrashed
 from ._futures import rebuild_exception, settle
 from ._guard import UNGUARDED_MAIN, unguarded_main
 from ._serialize import loads
@@ -115,6 +115,35 @@ def never_ready(
         message = unguarded_main(pid, task.describe())
     error = WorkerCrashed(message, pid=pid, exitcode=exitcode)
     error.__cause__ = cause
+    return error
+
+
+def no_worker(exc: BaseException) -> Callable[[Task], BaseException]:
+    """The error of the task that no worker could be started for (out of memory, of fds...)."""
+
+    def error(task: Task) -> BaseException:
+        error = ParallelizeError(
+            f"no worker could be started for {task.describe()} ({type(exc).__name__}: {exc}); "
+            f"the pool will try again for the next task"
+        )
+        error.__cause__ = exc
+        return error
+
+    return error
+
+
+def broken(cause: BaseException) -> Callable[[Task], BaseException]:
+    """The error of every task a dispatcher held when it failed of an internal error."""
+
+    def error(task: Task) -> BaseException:
+        error = PoolBroken(
+            f"the pool broke while it held {task.describe()}: its dispatcher failed "
+            f"({type(cause).__name__}: {cause}); the task was abandoned, and the pool runs "
+            f"nothing more"
+        )
+        error.__cause__ = cause
+        return error
+
     return error
 
 
