@@ -27,14 +27,16 @@ from ._backends import Backend, SyncBackend, ThreadBackend
 from ._errors import ParallelizeError
 
 if TYPE_CHECKING:
+    from ._dask import DaskBackend
     from ._pool import Pool
 
 __all__ = ["available_cpus", "configure", "restart", "settings", "shutdown"]
 
-BACKENDS = ("process", "thread", "sync")
+BACKENDS = ("process", "thread", "sync", "dask")
 ENV_WORKERS = "PARALLELIZE_WORKERS"
 ENV_START_METHOD = "PARALLELIZE_START_METHOD"
 ENV_BACKEND = "PARALLELIZE_BACKEND"
+ENV_DASK_ADDRESS = "PARALLELIZE_DASK_ADDRESS"
 
 
 class Settings(NamedTuple):
@@ -43,6 +45,7 @@ class Settings(NamedTuple):
     backend: str
     max_tasks_per_worker: int | None = None
     max_memory_per_worker: int | None = None  # bytes
+    dask_address: str | None = None  # None: the current dask client, else an embedded cluster
 
 
 # _lock guards every write of the four globals below, and reads that must agree with each other
@@ -55,6 +58,7 @@ _lock = threading.RLock()
 _overrides: dict[str, object] = {}  # what configure() set
 _default_pool: Pool | None = None
 _thread_backend: ThreadBackend | None = None
+_dask_backend: DaskBackend | None = None  # started lazily; dask is imported only then
 _resolved: Backend | None = None  # default_backend()'s answer, until shutdown() or configure()
 _sync_backend = SyncBackend()
 
@@ -66,11 +70,13 @@ def configure(
     backend: str | None = None,
     max_tasks_per_worker: int | None = None,
     max_memory_per_worker: int | str | None = None,
+    dask_address: str | None = None,
 ) -> None:
     """Set the defaults for the shared pool before its first use; ``None`` leaves a setting as is.
 
     ``max_tasks_per_worker`` and ``max_memory_per_worker`` (bytes, or "512MB", "2GB", "1.5GiB")
-    recycle workers; they also become the defaults of ``Pool()``. Raises ParallelizeError once the
+    recycle workers; they also become the defaults of ``Pool()``. ``dask_address``
+    ("tcp://host:8786") is the scheduler the dask backend uses. Raises ParallelizeError once the
     default pool or thread backend has started: call ``parallelize.shutdown()`` first.
     """
     if workers is not None:
@@ -84,7 +90,7 @@ def configure(
         check_backend(backend)
     global _resolved
     with _lock:
-        if _default_pool is not None or _thread_backend is not None:
+        if _default_pool is not None or _thread_backend is not None or _dask_backend is not None:
             raise ParallelizeError(
                 "configure() was called after the default pool started, so it would have no effect; "
                 "call parallelize.shutdown() first, then configure()"
@@ -95,6 +101,7 @@ def configure(
             ("backend", backend),
             ("max_tasks_per_worker", max_tasks_per_worker),
             ("max_memory_per_worker", memory),
+            ("dask_address", dask_address),
         ):
             if value is not None:
                 _overrides[key] = value
@@ -117,6 +124,8 @@ def settings() -> Settings:
         backend=str(backend) if backend else "process",
         max_tasks_per_worker=overrides.get("max_tasks_per_worker"),  # type: ignore[arg-type]
         max_memory_per_worker=overrides.get("max_memory_per_worker"),  # type: ignore[arg-type]
+        dask_address=str(overrides.get("dask_address") or os.environ.get(ENV_DASK_ADDRESS, "").strip())
+        or None,
     )
 
 
@@ -155,9 +164,9 @@ def _resolve_default() -> Backend:
         return _resolved
 
 
-def backend_named(name: str) -> Backend:
+def backend_named(name: str) -> Backend:  # noqa: PLR0911 - one fast path per backend
     """The shared backend called ``name``; built on first use (per call: one global read)."""
-    global _default_pool, _thread_backend
+    global _default_pool, _thread_backend, _dask_backend
     if name == "process":
         pool = _default_pool
         if pool is not None:
@@ -168,8 +177,19 @@ def backend_named(name: str) -> Backend:
             return threads
     elif name == "sync":
         return _sync_backend
+    elif name == "dask":
+        distributed = _dask_backend
+        if distributed is not None:
+            return distributed
     check_backend(name)
     with _lock:
+        if name == "dask":
+            if _dask_backend is None:
+                from ._dask import DaskBackend
+
+                current = settings()
+                _dask_backend = DaskBackend(current.dask_address, current.workers)
+            return _dask_backend
         if name == "thread":
             if _thread_backend is None:
                 _thread_backend = ThreadBackend(settings().workers)
@@ -182,17 +202,19 @@ def backend_named(name: str) -> Backend:
 
 
 def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
-    """Shut down the default pool and thread backend; the next use starts new ones.
+    """Shut down the default pool, thread and dask backends; the next use starts new ones.
 
     Called at interpreter exit (with ``wait=True``), so a script that submits work and never asks
     for the results still gets its work done.
     """
-    global _default_pool, _thread_backend, _resolved
+    global _default_pool, _thread_backend, _dask_backend, _resolved
     with _lock:
         pool, _default_pool = _default_pool, None
         threads, _thread_backend = _thread_backend, None
+        distributed, _dask_backend = _dask_backend, None
         _resolved = None
-    for backend in (pool, threads):
+    backends: tuple[Backend | None, ...] = (pool, threads, distributed)
+    for backend in backends:
         if backend is not None:
             backend.shutdown(wait, cancel_pending=cancel_pending)
 
@@ -340,9 +362,10 @@ def _after_fork_in_child() -> None:
     # The parent's thread backend has no threads here, and a lock may have been held mid-fork.
     # The default pool object stays (it resets itself to NEW, see _pool), but the choice is made
     # again: a forked worker must run calls inline, and a thread default must not be the parent's.
-    global _lock, _thread_backend, _resolved
+    global _lock, _thread_backend, _dask_backend, _resolved
     _lock = threading.RLock()
     _thread_backend = None
+    _dask_backend = None  # the parent's client and cluster are the parent's
     _resolved = None
 
 
