@@ -199,7 +199,7 @@ class DaskBackend:
             error.__cause__ = exc
             settle(task.future, error=error)
             return
-        where = f"{task.describe()} on dask"
+        where = f"{task.describe()} on a dask worker"
         if not ok:
             settle(task.future, error=_after_attempts(rebuild_exception(value, where), attempts))
         elif task.items is None:
@@ -207,7 +207,7 @@ class DaskBackend:
         else:
             values, envelopes, seconds = value
             errors = {
-                index: rebuild_exception(envelope, f"{task.describe_item(index)} on dask")
+                index: rebuild_exception(envelope, f"{task.describe_item(index)} on a dask worker")
                 for index, envelope in envelopes.items()
             }
             settle(task.future, ChunkResult(values, errors, seconds))
