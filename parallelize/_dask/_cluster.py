@@ -66,7 +66,7 @@ def start_embedded(workers: int) -> LocalCluster:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # a free port: never a clash with another cluster
             # what dask logs about the workers we stop or lose, we report as TaskTimeout or WorkerCrashed
             silence_logs=logging.CRITICAL,
         )
