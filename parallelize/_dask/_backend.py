@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import queue
 import sys
 import threading
 import uuid
@@ -55,6 +56,7 @@ __all__ = ["DaskBackend"]
 # How long a restart of one worker (stop, and its nanny starting a new one) may take.
 RESTART_TIMEOUT = 60
 _counter = itertools.count(1)
+_Job = tuple[Callable[..., None], tuple[Any, ...]]
 
 
 class _Record:
@@ -82,7 +84,12 @@ class DaskBackend:
         self._tokens: dict[str, _Record] = {}  # by token; guarded by _lock
         self._restarted: set[str] = set()  # worker addresses we restarted ourselves
         self._closed = False
-        self._helpers: list[threading.Thread] = []  # guarded by _lock
+        # One helper thread runs the blocking client calls that event handlers ask for (cancel,
+        # restart, submit again). Started here, in the caller's thread: a thread started from
+        # the event loop while a nanny spawns a worker was seen to hang in Thread.start().
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._helper = threading.Thread(target=self._work, name="parallelize-dask", daemon=True)
+        self._helper.start()
         self._client.subscribe_topic(_wire.TIMEOUT_TOPIC, self._on_timeout)
         self._client.subscribe_topic("all", self._on_cluster_event)
         atexit.register(self.shutdown)
@@ -155,7 +162,9 @@ class DaskBackend:
 
     def _submit(self, record: _Record) -> None:
         record.attempts += 1
-        record.key = f"parallelize-{record.task.function.label}-{record.token}-{record.attempts}"
+        # a key per submission, never reused: a key still known to the client would hand back
+        # the old future (and its error) instead of running the task again
+        record.key = f"parallelize-{record.task.function.label}-{record.token}-{next(_counter)}"
         with self._lock:
             self._records[record.key] = record
         future = self._client.submit(
@@ -325,11 +334,18 @@ class DaskBackend:
 
     def _later(self, function: Callable[..., None], *args: Any) -> None:
         """Run a blocking client call off the event loop (handlers and callbacks must not block)."""
-        helper = threading.Thread(target=function, args=args, name="parallelize-dask", daemon=True)
-        with self._lock:
-            self._helpers = [thread for thread in self._helpers if thread.is_alive()]
-            self._helpers.append(helper)
-        helper.start()
+        self._jobs.put((function, args))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            function, args = job
+            try:
+                function(*args)
+            except Exception:  # noqa: BLE001 - a client call on a closing client; the helper goes on
+                continue
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -358,10 +374,8 @@ class DaskBackend:
             self._records.clear()
         for record in records:
             settle(record.task.future, error=PoolClosed("the dask backend was shut down"))
-        with self._lock:
-            helpers = list(self._helpers)
-        for helper in helpers:  # a restart under way finishes before its cluster closes
-            helper.join(RESTART_TIMEOUT)
+        self._jobs.put(None)
+        self._helper.join(RESTART_TIMEOUT)  # a restart under way finishes before its cluster closes
         for topic in (_wire.TIMEOUT_TOPIC, "all"):
             self._client.unsubscribe_topic(topic)
         self._client.close()
