@@ -22,6 +22,7 @@ teardown checks that they, and the workers under their nannies, are gone.
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import itertools
 import os
 import signal
@@ -31,15 +32,18 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import distributed
 import pytest
 
 import parallelize
 from parallelize import SerializationError, TaskTimeout, WorkerCrashed, _config, _shm, in_process, parallel
-from parallelize._dask import _cluster
 
 from . import dask_tasks
+
+if TYPE_CHECKING:
+    import distributed
+
 from .conftest import LEAK_DEADLINE, child_pids, infrastructure_pids, pid_alive, proc_stat, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +52,24 @@ SCRIPT_TIMEOUT = 120
 SLOW = 60.0
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _distributed_imported_here() -> Iterator[None]:
+    """Import distributed for this module only, and undo its process-wide side effect after it.
+
+    Importing distributed installs tblib's pickling of every exception (copyreg), which changes
+    how exceptions cross a pool in the rest of the process (``SystemExit(4)`` comes back with
+    code None): a user of the dask backend lives with that, the other test modules must not.
+    So distributed is imported here, not at collection, and the table is restored at the end.
+    """
+    saved = dict(copyreg.dispatch_table)
+    import distributed  # noqa: F401 - the import is the point
+
+    yield
+    copyreg.dispatch_table.clear()
+    copyreg.dispatch_table.update(saved)
+
 
 # pids started by this module's clusters, exempt from the per-test leak check (see the docstring)
 _cluster_pids: set[int] = set()
@@ -89,6 +111,10 @@ def _gone(pids: set[int]) -> bool:
 @pytest.fixture(scope="module")
 def local() -> Iterator[distributed.Client]:
     """The embedded configuration, as the process's current client (see the module docstring)."""
+    import distributed
+
+    from parallelize._dask import _cluster
+
     # A LocalCluster's nannies live in this process; its worker processes are our children.
     cluster = _cluster.start_embedded(2)
     client = distributed.Client(cluster)  # current: where the backend looks when no address is set
@@ -379,6 +405,8 @@ def test_the_embedded_cluster_starts_and_stops_with_us(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def user_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``dask scheduler`` and two ``dask worker`` processes with nannies; yields the address."""
+    import distributed
+
     folder = tmp_path_factory.mktemp("user-cluster")
     scheduler_file = folder / "scheduler.json"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -466,6 +494,8 @@ def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Pat
     assert "crashed after runs 1" in stdout
     assert "after the crash 36" in stdout
     assert "timeout True" in stdout
+    import distributed
+
     # a cluster we did not start keeps running, with both its workers
     with distributed.Client(user_cluster, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=SLOW)
