@@ -326,8 +326,8 @@ class DaskBackend:
     def _restart(self, worker: str, future: DaskFuture | None) -> None:
         if future is not None:
             _cancel(future)
-        if self._closed:
-            return
+        # Even while shutting down: a caller that shuts down right after a TaskTimeout must not
+        # leave the task running (shutdown waits for this helper's queued jobs).
         # the worker may be gone already: nothing else to do then
         with contextlib.suppress(Exception):
             self._client.restart_workers([worker], timeout=RESTART_TIMEOUT, raise_for_error=False)
