@@ -29,6 +29,7 @@ from ._settings import (
 )
 
 if TYPE_CHECKING:
+    from ._dask import DaskBackend
     from ._pool import Pool
 
 __all__ = ["available_cpus", "configure", "restart", "settings", "shutdown"]
@@ -45,6 +46,7 @@ __all__ += ["check_backend", "check_start_method", "check_workers", "parse_memor
 _lock = threading.RLock()
 _default_pool: Pool | None = None
 _thread_backend: ThreadBackend | None = None
+_dask_backend: DaskBackend | None = None  # started lazily; dask is imported only then
 _resolved: Backend | None = None  # default_backend()'s answer, until shutdown() or configure()
 _sync_backend = SyncBackend()
 
@@ -56,11 +58,13 @@ def configure(
     backend: str | None = None,
     max_tasks_per_worker: int | None = None,
     max_memory_per_worker: int | str | None = None,
+    dask_address: str | None = None,
 ) -> None:
     """Set the defaults for the shared pool before its first use; ``None`` leaves a setting as is.
 
     ``max_tasks_per_worker`` and ``max_memory_per_worker`` (bytes, or "512MB", "2GB", "1.5GiB")
-    recycle workers; they also become the defaults of ``Pool()``. Raises ParallelizeError once the
+    recycle workers; they also become the defaults of ``Pool()``. ``dask_address``
+    ("tcp://host:8786") is the scheduler the dask backend uses. Raises ParallelizeError once the
     default pool or thread backend has started: call ``parallelize.shutdown()`` first.
     """
     if workers is not None:
@@ -74,7 +78,7 @@ def configure(
         check_backend(backend)
     global _resolved
     with _lock:
-        if _default_pool is not None or _thread_backend is not None:
+        if _default_pool is not None or _thread_backend is not None or _dask_backend is not None:
             raise ParallelizeError(
                 "configure() was called after the default pool started, so it would have no effect; "
                 "call parallelize.shutdown() first, then configure()"
@@ -85,6 +89,7 @@ def configure(
             "backend": backend,
             "max_tasks_per_worker": max_tasks_per_worker,
             "max_memory_per_worker": memory,
+            "dask_address": dask_address,
         }
         _settings.override({key: value for key, value in values.items() if value is not None})
         _resolved = None  # e.g. a sync default, which starts nothing, is chosen again next call
@@ -115,9 +120,9 @@ def _resolve_default() -> Backend:
         return _resolved
 
 
-def backend_named(name: str) -> Backend:
+def backend_named(name: str) -> Backend:  # noqa: PLR0911 - one fast path per backend
     """The shared backend called ``name``; built on first use (per call: one global read)."""
-    global _default_pool, _thread_backend
+    global _default_pool, _thread_backend, _dask_backend
     if name == "process":
         pool = _default_pool
         if pool is not None:
@@ -128,8 +133,19 @@ def backend_named(name: str) -> Backend:
             return threads
     elif name == "sync":
         return _sync_backend
+    elif name == "dask":
+        distributed = _dask_backend
+        if distributed is not None:
+            return distributed
     check_backend(name)
     with _lock:
+        if name == "dask":
+            if _dask_backend is None:
+                from ._dask import DaskBackend
+
+                current = settings()
+                _dask_backend = DaskBackend(current.dask_address, current.workers)
+            return _dask_backend
         if name == "thread":
             if _thread_backend is None:
                 _thread_backend = ThreadBackend(settings().workers)
@@ -153,17 +169,19 @@ def _forget_broken(backend: object) -> None:
 
 
 def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
-    """Shut down the default pool and thread backend; the next use starts new ones.
+    """Shut down the default pool, thread and dask backends; the next use starts new ones.
 
     Called at interpreter exit (with ``wait=True``), so a script that submits work and never asks
     for the results still gets its work done.
     """
-    global _default_pool, _thread_backend, _resolved
+    global _default_pool, _thread_backend, _dask_backend, _resolved
     with _lock:
         pool, _default_pool = _default_pool, None
         threads, _thread_backend = _thread_backend, None
+        distributed, _dask_backend = _dask_backend, None
         _resolved = None
-    for backend in (pool, threads):
+    backends: tuple[Pool | Backend | None, ...] = (pool, threads, distributed)
+    for backend in backends:
         if backend is not None:
             backend.shutdown(wait, cancel_pending=cancel_pending)
 
@@ -189,7 +207,8 @@ def _after_fork_in_child() -> None:
     # The parent's thread backend has no threads here, and a lock may have been held mid-fork.
     # The default pool object stays (it resets itself to NEW, see _process), but the choice is made
     # again: a forked worker must run calls inline, and a thread default must not be the parent's.
-    global _lock, _thread_backend, _resolved
+    global _lock, _thread_backend, _dask_backend, _resolved
     _lock = threading.RLock()
     _thread_backend = None
+    _dask_backend = None  # the parent's client and cluster are the parent's
     _resolved = None

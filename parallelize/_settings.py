@@ -29,10 +29,11 @@ __all__ = [
     "settings",
 ]
 
-BACKENDS = ("process", "thread", "sync")
+BACKENDS = ("process", "thread", "sync", "dask")
 ENV_WORKERS = "PARALLELIZE_WORKERS"
 ENV_START_METHOD = "PARALLELIZE_START_METHOD"
 ENV_BACKEND = "PARALLELIZE_BACKEND"
+ENV_DASK_ADDRESS = "PARALLELIZE_DASK_ADDRESS"
 
 
 class Settings(NamedTuple):
@@ -41,6 +42,7 @@ class Settings(NamedTuple):
     backend: str
     max_tasks_per_worker: int | None = None
     max_memory_per_worker: int | None = None  # bytes
+    dask_address: str | None = None  # None: the current dask client, else an embedded cluster
 
 
 # _lock guards _overrides. Writers (configure, the test fixture) go through _config, which holds
@@ -77,6 +79,8 @@ def settings() -> Settings:
         backend=str(backend) if backend else "process",
         max_tasks_per_worker=overrides.get("max_tasks_per_worker"),  # type: ignore[arg-type]
         max_memory_per_worker=overrides.get("max_memory_per_worker"),  # type: ignore[arg-type]
+        dask_address=str(overrides.get("dask_address") or os.environ.get(ENV_DASK_ADDRESS, "").strip())
+        or None,
     )
 
 

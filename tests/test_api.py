@@ -266,7 +266,7 @@ def test_invalid_workers_raise_value_error(workers_value: object) -> None:
 
 
 def test_invalid_backend_name_raises_value_error() -> None:
-    with pytest.raises(ValueError, match=r"backend must be one of process, thread, sync; got 'gpu'"):
+    with pytest.raises(ValueError, match=r"backend must be one of process, thread, sync, dask; got 'gpu'"):
         parallel(backend="gpu")(workers.square)
     with pytest.raises(ValueError, match="backend must be one of"):
         in_process(backend="gpu")(workers.square)

@@ -169,12 +169,23 @@ def check_errors(stdout: str) -> None:
     assert value(stdout, "the pool keeps serving") == [0, 2, 4, 6, 8]
 
 
+def check_dask_cluster(stdout: str) -> None:
+    words: list[str] = inputs_of("dask_cluster")["WORDS"]
+    assert value(stdout, "futures") == [word.upper() + "!" for word in words]
+    assert value(stdout, "sum of cubes") == sum(x**3 for x in range(100_000))
+    assert value(stdout, "in_process ran elsewhere") is True
+    assert lines(stdout)["worker raised"] == "ValueError - invalid literal for int() with base 10: 'forty'"
+    assert lines(stdout)["timeout"] == "TaskTimeout, the worker was restarted"
+    assert value(stdout, "after the timeout") == 27
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "quickstart": check_quickstart,
     "cpu_bound": check_cpu_bound,
     "asyncio_gather": check_asyncio_gather,
     "seed_multiprocessing": check_seed_multiprocessing,
     "errors": check_errors,
+    "dask_cluster": check_dask_cluster,
 }
 
 

@@ -1,0 +1,406 @@
+"""The dask backend: parallelize's semantics on a dask.distributed cluster, behind ``Backend``.
+
+Per task: ``_encode`` pickles the call in the caller's thread (``_wire``); ``_enqueue`` submits one
+dask task, ``_wire.run(payload, token, attempt)``, with a key of its own and ``pure=False``, so
+impure calls are never merged, and ``retries=0``, so dask never re-runs a task behind our back. A
+coroutine on the client's event loop awaits the dask future and fills ours: dask's future never
+reaches the caller.
+
+Where dask is weaker than our contract, the backend makes up for it:
+
+* Timeouts: dask has none per task. The worker arms a timer when the function starts (queueing
+  does not count); when it fires, the worker logs a ``parallelize-timeout`` event, and we fail the
+  task with ``TaskTimeout``, cancel its dask future and restart that worker through its nanny (a
+  thread cannot be stopped; the process can).
+* Cancelling a running task: the dask future is cancelled, and the worker running it (asked with
+  ``client.run``) is restarted the same way.
+* Crashes: a worker that dies while running our task. Dask re-runs such a task on another worker
+  up to ``allowed-failures`` times, then raises ``KilledWorker``. We listen to the scheduler's
+  ``remove-worker`` events: an unexpected removal fails the tasks it was processing with
+  ``WorkerCrashed`` at once, and cancels their dask futures (on our embedded cluster
+  ``allowed-failures`` is 0 as well, so dask itself re-runs nothing). Workers we restarted
+  ourselves are not crashes: the other tasks they held are submitted again.
+* Retries after a crash or a timeout are ours: the same payload under a new key, while the
+  ``retries`` budget lasts (``retry_on`` exceptions are retried in the worker, as on a pool).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import itertools
+import os
+import pickle
+import queue
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .._encode import _argument_error, _check_arguments
+from .._errors import PoolClosed, SerializationError, TaskTimeout, WorkerCrashed
+from .._futures import rebuild_exception, settle
+from .._task import CallTask, ChunkResult, ChunkTask, Task
+from . import _cluster, _wire
+
+# distributed's Client, LocalCluster and Future are only partly typed (many methods have no
+# annotations, which mypy --strict refuses to call); they are handled as Any here, behind these names.
+Client = Any
+LocalCluster = Any
+DaskFuture = Any
+
+__all__ = ["DaskBackend"]
+
+# How long a restart of one worker (stop, and its nanny starting a new one) may take.
+RESTART_TIMEOUT = 60
+_counter = itertools.count(1)
+_Job = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+class _Record:
+    """One of our tasks on the cluster: its dask future now, and what a re-submission needs."""
+
+    __slots__ = ("attempts", "dask", "key", "task", "token")
+
+    def __init__(self, task: Task, token: str) -> None:
+        self.task = task
+        self.token = token
+        self.attempts = 0
+        self.key = ""
+        self.dask: DaskFuture | None = None
+
+
+class DaskBackend:
+    """Calls and map chunks as dask tasks on one cluster (see the module docstring)."""
+
+    def __init__(self, address: str | None, workers: int) -> None:
+        self._client: Client
+        self._cluster: LocalCluster | None
+        self._client, self._cluster = _cluster.connect(address, workers)
+        self._lock = threading.Lock()
+        self._records: dict[str, _Record] = {}  # by dask key; guarded by _lock
+        self._tokens: dict[str, _Record] = {}  # by token; guarded by _lock
+        self._restarted: set[str] = set()  # worker addresses we restarted ourselves
+        self._closed = False
+        # One helper thread runs the blocking client calls that event handlers ask for (cancel,
+        # restart, submit again). Started here, in the caller's thread: a thread started from
+        # the event loop while a nanny spawns a worker was seen to hang in Thread.start().
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._helper = threading.Thread(target=self._work, name="parallelize-dask", daemon=True)
+        self._helper.start()
+        self._client.subscribe_topic(_wire.TIMEOUT_TOPIC, self._on_timeout)
+        self._client.subscribe_topic("all", self._on_cluster_event)
+        atexit.register(self.shutdown)
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def cluster(self) -> LocalCluster | None:
+        """The LocalCluster we started, or None when the cluster is someone else's."""
+        return self._cluster
+
+    # -- the seam ----------------------------------------------------------------------------------
+
+    def _encode(self, task: Task) -> None:
+        handle = task.function
+        reference = handle._facts.reference  # by name, or None: no by-value pickle made for nothing
+        part = _wire.function_part(reference, handle.function) if reference else handle.function
+        options = task.options
+        if isinstance(task, CallTask):
+            message: tuple[Any, ...] = (_wire.CALL, part, task.args, task.kwargs)
+            timeout = options.timeout
+        else:
+            assert isinstance(task, ChunkTask)
+            message = (_wire.CHUNK, part, task.items, task.bare)
+            timeout = None  # per-item time limits inside a chunk are not enforced on dask
+        message += (options.retries, options.retry_on, timeout, handle.label)
+        try:
+            task.payload = _wire.dumps(message)
+        except Exception as exc:
+            raise self._encoding_error(task, part, exc) from exc
+
+    def _encoding_error(self, task: Task, part: object, exc: Exception) -> SerializationError:
+        handle = task.function
+        if not isinstance(part, tuple):
+            try:
+                _wire.dumps(part)
+            except Exception as error:  # noqa: BLE001 - the function itself is the culprit
+                return SerializationError(
+                    f"{handle.label} cannot be sent to a dask worker: it is neither importable by "
+                    f"name nor picklable by value ({type(error).__name__}: {error})"
+                )
+        if isinstance(task, CallTask):
+            return _argument_error(handle, task.args, task.kwargs, exc)
+        assert isinstance(task, ChunkTask)
+        try:
+            for item in task.items:
+                _check_arguments(handle, (item,) if task.bare else item, {}, exc)
+        except SerializationError as named:
+            return named
+        return SerializationError(
+            f"the arguments of a map over {handle.label} could not be pickled: {type(exc).__name__}: {exc}"
+        )
+
+    def _enqueue(self, task: Task) -> None:
+        if self._closed:
+            raise PoolClosed(f"the dask backend is shut down, so {task.describe()} was not submitted")
+        record = _Record(task, f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:12]}")
+        with self._lock:
+            self._tokens[record.token] = record
+        self._submit(record)
+        task.future.add_done_callback(lambda future: self._settled(record, future))
+
+    def _capacity(self) -> int:
+        try:
+            return max(1, int(sum(self._client.nthreads().values())))
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer: map still works with 1
+            return 1
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def _submit(self, record: _Record) -> None:
+        record.attempts += 1
+        # a key per submission, never reused: a key still known to the client would hand back
+        # the old future (and its error) instead of running the task again
+        record.key = f"parallelize-{record.task.function.label}-{record.token}-{next(_counter)}"
+        with self._lock:
+            self._records[record.key] = record
+        future = self._client.submit(
+            _wire.run,
+            record.task.payload,
+            record.token,
+            record.attempts,
+            key=record.key,
+            pure=False,
+            retries=0,
+        )
+        record.dask = future
+        self._client.loop.add_callback(self._watch, record, future)
+
+    async def _watch(self, record: _Record, future: DaskFuture) -> None:
+        from distributed.scheduler import KilledWorker
+
+        try:
+            data = await self._client.gather(future, asynchronous=True)
+        except KilledWorker as exc:
+            self._lost(record, future, str(exc.last_worker.address))
+        except (concurrent.futures.CancelledError, _cancelled_error()):
+            return  # we cancelled it: the record was settled or submitted again already
+        except BaseException as exc:  # noqa: BLE001 - dask's own failure (e.g. the scheduler went away)
+            if record.dask is future:
+                self._forget(record)
+                settle(record.task.future, error=exc)
+        else:
+            if record.dask is future:
+                self._forget(record)
+                self._finish(record, data)
+
+    def _finish(self, record: _Record, data: bytes) -> None:
+        task = record.task
+        try:
+            ok, value, attempts = pickle.loads(data)
+        except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
+            error = SerializationError(
+                f"the result of {task.describe()} could not be unpickled here: {type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            settle(task.future, error=error)
+            return
+        where = f"{task.describe()} on a dask worker"
+        if not ok:
+            settle(task.future, error=_after_attempts(rebuild_exception(value, where), attempts))
+        elif not isinstance(task, ChunkTask):
+            settle(task.future, value)
+        else:
+            values, envelopes, seconds = value
+            errors = {
+                index: rebuild_exception(envelope, f"{task.describe_item(index)} on a dask worker")
+                for index, envelope in envelopes.items()
+            }
+            settle(task.future, ChunkResult(values, errors, seconds))
+
+    def _lost(self, record: _Record, future: DaskFuture, worker: str) -> None:
+        """The worker running ``record`` went away (a crash, or a restart of ours)."""
+        if record.dask is not future or record.task.future.done():
+            return
+        with self._lock:
+            self._records.pop(record.key, None)
+        if worker in self._restarted:
+            record.attempts -= 1  # an innocent bystander of our restart: this run does not count
+            self._later(self._resubmit, record)
+            return
+        task = record.task
+
+        def error(attempts: int) -> BaseException:
+            return WorkerCrashed(
+                f"dask worker {worker} died while running {task.describe()}{_tries(attempts)}; "
+                "dask replaces it (with a nanny) and the other tasks are unaffected"
+            )
+
+        self._fail_or_retry(record, error)
+
+    def _fail_or_retry(self, record: _Record, error: Callable[[int], BaseException]) -> None:
+        future, record.dask = record.dask, None
+        if future is not None:
+            self._later(_cancel, future)
+        if record.attempts <= record.task.options.retries and not self._closed:
+            self._later(self._resubmit, record)
+            return
+        self._forget(record)
+        settle(record.task.future, error=error(record.attempts))
+
+    def _resubmit(self, record: _Record) -> None:
+        if record.task.future.done():
+            return
+        try:
+            self._submit(record)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the client closed: the caller hears of it
+            self._forget(record)
+            settle(record.task.future, error=exc)
+
+    def _forget(self, record: _Record) -> None:
+        with self._lock:
+            self._records.pop(record.key, None)
+            self._tokens.pop(record.token, None)
+
+    # -- events from the cluster (on the client's event loop) --------------------------------------
+
+    def _on_timeout(self, event: tuple[float, dict[str, str]]) -> None:
+        _, message = event
+        with self._lock:
+            record = self._tokens.get(message.get("token", ""))
+        if record is None or record.task.future.done():
+            return
+        worker = message.get("worker", "?")
+        task = record.task
+        limit = task.options.timeout or 0.0
+
+        def error(attempts: int) -> BaseException:
+            return TaskTimeout(
+                f"{task.describe()} ran past its time limit of {limit:g} s on dask worker {worker}"
+                f"{_tries(attempts)}; the worker was restarted"
+            )
+
+        self._restarted.add(worker)
+        future = record.dask
+        self._fail_or_retry(record, error)
+        self._later(self._restart, worker, future)
+
+    def _on_cluster_event(self, event: tuple[float, Any]) -> None:
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        worker = str(message.get("worker", ""))
+        if message.get("expected") or worker in self._restarted:
+            return
+        with self._lock:
+            lost = [self._records[key] for key in message.get("processing-tasks", ()) if key in self._records]
+        for record in lost:
+            if record.dask is not None:
+                self._lost(record, record.dask, worker)
+
+    # -- stopping tasks ----------------------------------------------------------------------------
+
+    def _settled(self, record: _Record, future: concurrent.futures.Future[Any]) -> None:
+        if not future.cancelled():
+            return
+        dask_future, record.dask = record.dask, None
+        self._forget(record)
+        if dask_future is not None and not self._closed:
+            self._later(self._stop, record.token, dask_future)
+
+    def _stop(self, token: str, future: DaskFuture) -> None:
+        """Cancel a dask task; restart the worker running it, if one is."""
+        try:
+            holders = self._client.run(_wire.holding, token, on_error="ignore")
+        except Exception:  # noqa: BLE001 - the client closed meanwhile: the cluster releases it
+            holders = {}
+        _cancel(future)
+        for worker, holding in holders.items():
+            if holding is True:
+                self._restarted.add(worker)
+                self._restart(worker, None)
+
+    def _restart(self, worker: str, future: DaskFuture | None) -> None:
+        if future is not None:
+            _cancel(future)
+        # Even while shutting down: a caller that shuts down right after a TaskTimeout must not
+        # leave the task running (shutdown waits for this helper's queued jobs).
+        # the worker may be gone already: nothing else to do then
+        with contextlib.suppress(Exception):
+            self._client.restart_workers([worker], timeout=RESTART_TIMEOUT, raise_for_error=False)
+
+    def _later(self, function: Callable[..., None], *args: Any) -> None:
+        """Run a blocking client call off the event loop (handlers and callbacks must not block)."""
+        self._jobs.put((function, args))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            function, args = job
+            try:
+                function(*args)
+            except Exception:  # noqa: BLE001 - a client call on a closing client; the helper goes on
+                continue
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Release our futures, close our client, and the cluster only if we started it."""
+        if self._closed:
+            return
+        atexit.unregister(self.shutdown)
+        with self._lock:
+            records = list(self._tokens.values())
+        if cancel_pending:
+            for record in records:
+                record.task.future.cancel()
+        elif wait:
+            concurrent.futures.wait([record.task.future for record in records])
+        self._closed = True
+        if wait:
+            self._close()
+        else:
+            threading.Thread(target=self._close, name="parallelize-dask-close", daemon=True).start()
+
+    def _close(self) -> None:
+        with self._lock:
+            records = list(self._tokens.values())
+            self._tokens.clear()
+            self._records.clear()
+        for record in records:
+            settle(record.task.future, error=PoolClosed("the dask backend was shut down"))
+        self._jobs.put(None)
+        self._helper.join(RESTART_TIMEOUT)  # a restart under way finishes before its cluster closes
+        for topic in (_wire.TIMEOUT_TOPIC, "all"):
+            self._client.unsubscribe_topic(topic)
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _cancel(future: DaskFuture) -> None:
+    with contextlib.suppress(Exception):  # a closed client: the future is released with it
+        future.cancel()
+
+
+def _cancelled_error() -> type[BaseException]:
+    import asyncio
+
+    return asyncio.CancelledError
+
+
+def _tries(attempts: int) -> str:
+    return f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+
+
+def _after_attempts(exc: BaseException, attempts: int) -> BaseException:
+    if attempts > 1 and sys.version_info >= (3, 11):
+        exc.add_note(f"gave up after {attempts} attempts")
+    return exc
