@@ -7,10 +7,11 @@ only on the first ``await``: it costs more to import than the rest of the packag
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import sys
 from collections.abc import Generator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._errors import RemoteTraceback, SerializationError
 from ._protocol import ErrorEnvelope
@@ -36,6 +37,10 @@ class Future(concurrent.futures.Future[R]):
     # Set by a process pool when it accepts the task; None for the thread and sync backends.
     _engine: _Engine | None = None
     _task: object = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._condition = _FutureLock()  # type: ignore[assignment]
 
     def cancel(self) -> bool:
         if super().cancel():
@@ -77,10 +82,10 @@ class Future(concurrent.futures.Future[R]):
     def _interrupted_in_wait(self, error: RuntimeError) -> KeyboardInterrupt | None:
         """The KeyboardInterrupt a RuntimeError hides (None: it hides none).
 
-        ``threading.Condition.wait`` releases its lock one step before the ``try`` that takes it
-        back; a Ctrl-C that lands between the two makes the ``with`` around the wait release a
-        lock it no longer holds, and the caller gets "cannot release un-acquired lock" with the
-        KeyboardInterrupt as its context. The lock is free again either way; this gives the
+        A second Ctrl-C while ``_FutureLock.wait`` takes its lock back after the first one
+        leaves the lock free, and the ``with`` around the wait then fails to release it: the
+        caller gets "cannot release un-acquired lock" with the KeyboardInterrupt as its
+        context. (``threading.Condition.wait`` did this on a single Ctrl-C.) This gives the
         Ctrl-C back its own name.
         """
         interrupt = error.__context__
@@ -105,6 +110,56 @@ class Future(concurrent.futures.Future[R]):
 
 
 Future.__module__ = "parallelize"
+
+
+class _FutureLock(_thread.RLock):  # type: ignore[misc]
+    """A future's lock and condition in one, whose ``with`` cannot be cut short by Ctrl-C.
+
+    ``concurrent.futures.Future`` guards its state with a ``threading.Condition``, whose
+    ``__enter__`` is Python code that calls the lock's: a Ctrl-C whose handler runs after that
+    call returns, before the ``with`` is set up, raises KeyboardInterrupt with the lock held and
+    no ``__exit__`` to come. The caller's thread then owns the future's lock for good, and the
+    dispatcher blocks for ever as soon as it settles or cancels that future: the pool stalls
+    (issue 9 #2, seen under load as a map that never finished after a Ctrl-C in ``result()``).
+    Here ``with`` calls the C lock directly, with no point in between where a signal handler
+    runs; ``wait`` never leaves the lock released when interrupted (see ``Future._interrupted_in_wait``
+    for the one exception, a second Ctrl-C).
+    """
+
+    if TYPE_CHECKING:  # _thread.RLock's own, for threading.Condition; typeshed omits them
+
+        def _release_save(self) -> tuple[int, int]: ...
+        def _acquire_restore(self, state: tuple[int, int], /) -> None: ...
+        def _is_owned(self) -> bool: ...
+
+    def __init__(self) -> None:
+        self._waiters: list[Any] = []  # each waiter's lock, held until a notify releases it
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        saved = None
+        try:
+            saved = self._release_save()
+            return waiter.acquire(True, -1 if timeout is None else timeout)
+        finally:
+            if saved is not None:
+                self._acquire_restore(saved)
+            elif not self._is_owned():
+                # Interrupted between the release and `saved`: the caller's `with` still holds
+                # it as far as it knows (a future never takes its lock twice, so once is all).
+                self.acquire()
+            if waiter in self._waiters:  # not notified (a notify takes it out)
+                self._waiters.remove(waiter)
+
+    def notify(self, n: int = 1) -> None:
+        while self._waiters and n > 0:
+            self._waiters.pop(0).release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
 
 
 class _Engine(Protocol):

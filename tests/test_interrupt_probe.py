@@ -17,6 +17,7 @@ with ``-s`` to see them).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import select
@@ -27,8 +28,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -210,9 +212,10 @@ def test_thirty_ctrl_c_per_workload_and_target(
     probe(scripts, tmp_path, start_method, plan, seed=sum(map(ord, mode + start_method)))
 
 
-def _ctrl_c_once_blocked(thread_id: int, native_id: int) -> threading.Thread:
+def _ctrl_c_once_blocked(thread_id: int, native_id: int, fired: list[str] | None = None) -> threading.Thread:
     """A thread that sends SIGINT to the thread ``thread_id`` once it sleeps in ``result()``, as
-    the kernel delivers a Ctrl-C to the main thread."""
+    the kernel delivers a Ctrl-C to the main thread. With ``fired``, it sends nothing if
+    something is put there first, and puts "asleep" there before it sends."""
 
     def send() -> None:
         def asleep() -> bool:
@@ -224,8 +227,11 @@ def _ctrl_c_once_blocked(thread_id: int, native_id: int) -> threading.Thread:
             fields = proc_stat(f"{os.getpid()}/task/{native_id}")
             return "result" in names and fields is not None and fields[0] == "S"
 
-        wait_until(asleep, 30, "the main thread to wait in result()")
-        signal.pthread_kill(thread_id, signal.SIGINT)
+        wait_until(lambda: bool(fired) or asleep(), 30, "the main thread to wait in result()")
+        if fired is None or not fired:
+            if fired is not None:
+                fired.append("asleep")
+            signal.pthread_kill(thread_id, signal.SIGINT)
 
     sender = threading.Thread(target=send, name="ctrl-c")
     sender.start()
@@ -251,3 +257,66 @@ def test_work_submitted_right_after_ctrl_c_runs(pool: parallelize.Pool, tmp_path
     sender.join(timeout=30)
     assert [f.result(timeout=30) for f in fresh] == [i * i for i in range(6)]
     assert hanging.cancelled()
+
+
+def _ctrl_c_at_step(step: int, fired: list[str]) -> Callable[[FrameType, str, object], None]:
+    """A profile function that sends SIGINT to this (the main) thread at the ``step``-th point
+    below its caller's frame where CPython runs signal handlers: the start of a Python function,
+    and the return from a call into C. The handler runs right there, as a Ctrl-C's does when it
+    arrives during the step before."""
+    events = itertools.count()
+    # Not in the caller, nor before the ``try`` in our result() that acts on a Ctrl-C: one there
+    # comes before the wait (it stops nothing, as one a moment before the call would not).
+    outside = (sys._getframe(1).f_code, parallelize.Future.result.__code__)
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if event not in ("call", "c_return") or frame.f_code in outside or fired:
+            return  # (once the thread was interrupted, by this or by the sender: one Ctrl-C only)
+        if next(events) == step:
+            fired.append("step")
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    return hook
+
+
+def _result_with_ctrl_c_at(future: parallelize.Future[object], step: int, fired: list[str]) -> None:
+    sys.setprofile(_ctrl_c_at_step(step, fired))
+    try:
+        future.result(timeout=60)
+    finally:
+        sys.setprofile(None)
+
+
+def test_ctrl_c_at_each_step_of_result_leaves_the_pool_usable(pool: parallelize.Pool, tmp_path: Path) -> None:
+    """A Ctrl-C at each call and return ``result()`` makes before it sleeps, one per round.
+
+    Before the fix, ``threading.Condition.__enter__`` (Python code) took the future's lock, and
+    a KeyboardInterrupt raised right after, before the ``with`` was set up, left the main thread
+    owning that lock for good: the dispatcher, cancelling the interrupted task, then blocked on
+    it for ever, and so did every later submit (seen in the slow probe, under load, as a map
+    that never ended after a Ctrl-C during single calls).
+    """
+    main = threading.current_thread()
+    assert main.ident is not None
+    assert main.native_id is not None
+    step = 0
+    fired = ["step"]
+    while fired == ["step"]:  # until the round whose Ctrl-C finds result() asleep: no step was left
+        marker = tmp_path / f"hang-{step}"
+        hanging = pool.submit(fault_tasks.hang, str(marker))
+        try:
+            wait_until(marker.exists, 30, "the hanging task to start")
+            fired = []
+            sender = _ctrl_c_once_blocked(main.ident, main.native_id, fired)
+            with pytest.raises(KeyboardInterrupt):
+                _result_with_ctrl_c_at(hanging, step, fired)
+            sender.join(timeout=30)
+            if hanging._condition._is_owned():
+                hanging._condition.release()  # let the dispatcher go on, so that the pool shuts down
+                pytest.fail(f"step {step}: KeyboardInterrupt left the future's lock held by this thread")
+            assert pool.submit(workers.square, step).result(timeout=30) == step * step
+            wait_until(hanging.cancelled, 30, f"step {step}: the interrupted task to be cancelled")
+        finally:
+            hanging.cancel()  # (a failed round must not leave the pool's shutdown waiting for it)
+        step += 1
+    assert step > 5  # result() made that many calls before it slept: the hook did fire
