@@ -33,7 +33,6 @@ import itertools
 import os
 import pickle
 import queue
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from typing import Any
 from .._encode import _argument_error, _check_arguments
 from .._errors import PoolClosed, SerializationError, TaskTimeout, WorkerCrashed
 from .._futures import rebuild_exception, settle
+from .._outcomes import _after_attempts, _tries
 from .._task import CallTask, ChunkResult, ChunkTask, Task
 from . import _cluster, _wire
 
@@ -394,13 +394,3 @@ def _cancelled_error() -> type[BaseException]:
     import asyncio
 
     return asyncio.CancelledError
-
-
-def _tries(attempts: int) -> str:
-    return f" (gave up after {attempts} attempts)" if attempts > 1 else ""
-
-
-def _after_attempts(exc: BaseException, attempts: int) -> BaseException:
-    if attempts > 1 and sys.version_info >= (3, 11):
-        exc.add_note(f"gave up after {attempts} attempts")
-    return exc
