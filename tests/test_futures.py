@@ -131,6 +131,25 @@ def test_add_done_callback_fires_with_the_future(pool1: Pool) -> None:
     assert late == [future]
 
 
+def test_a_new_future_has_the_stdlib_futures_fields() -> None:
+    # Future.__init__ sets concurrent.futures.Future's fields itself (not through super(), which
+    # makes a threading.Condition per task only to have it replaced): a Python that adds a field
+    # fails here, not in some later wait.
+    stdlib = vars(concurrent.futures.Future())
+    ours = vars(Future())
+    assert set(ours) == set(stdlib)
+    assert {k: v for k, v in ours.items() if k != "_condition"} == {
+        k: v for k, v in stdlib.items() if k != "_condition"
+    }
+    # a state the stdlib's own methods understand: it is pending, then runs and finishes
+    future: Future[int] = Future()
+    assert not future.done()
+    assert not future.running()
+    assert future.set_running_or_notify_cancel()
+    future.set_result(3)
+    assert future.result(timeout=0) == 3
+
+
 def test_wait_and_as_completed(pool1: Pool) -> None:
     futures = [pool1.submit(workers.square, i) for i in range(6)]
     done, not_done = concurrent.futures.wait(futures, timeout=RESULT_TIMEOUT)
