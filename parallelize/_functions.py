@@ -54,7 +54,7 @@ _INTERNED = 256
 class _Facts:
     """What every handle of one function shares: never the function itself."""
 
-    __slots__ = ("label", "last", "reference", "seconds")
+    __slots__ = ("label", "last", "pinned", "reference", "seconds")
 
     # last: (key, bytes, frozen): the last pickle, its key, and the state it was made from when
     # that state proves the next pickle would be the same bytes (else None).
@@ -62,6 +62,9 @@ class _Facts:
     def __init__(self, label: str, reference: tuple[str, str, str] | None) -> None:
         self.label = label
         self.reference = reference  # None: the function travels by value
+        # What a handle of a function that travels by reference is pinned to: one tuple shared
+        # by every handle (one per Pool.submit), not one each.
+        self.pinned: tuple[FunctionKey, None] | None = None if reference is None else (reference, None)
         # Seconds one call (one map item) takes, as dispatchers measure it; None until measured.
         # Decides how many tasks may wait in a busy worker's pipe (see _dispatcher._prefetch).
         self.seconds: float | None = None
@@ -104,16 +107,13 @@ class FunctionHandle:
     def __init__(self, function: Callable[..., Any], facts: _Facts | None = None) -> None:
         self.function = function
         self._facts = facts if facts is not None else _facts_of(function)
-        reference = self._facts.reference
-        self._pinned: tuple[FunctionKey, bytes | None] | None = (
-            None if reference is None else (reference, None)
-        )
+        self._pinned: tuple[FunctionKey, bytes | None] | None = self._facts.pinned
         self._snapshot = False
 
     def snapshot(self) -> FunctionHandle:
         """A handle whose by-value pickle, once made, stays (one per call, or per map)."""
-        if self._snapshot:
-            return self
+        if self._snapshot or self._facts.reference is not None:
+            return self  # a reference never changes: every call can share this handle
         copy = FunctionHandle(self.function, self._facts)
         copy._snapshot = True
         return copy

@@ -142,11 +142,15 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
     __slots__ = ("_waiters",)  # one per pending task: no __dict__
 
     def __init__(self) -> None:
-        self._waiters: list[Any] = []  # each waiter's lock, held until a notify releases it
+        # Each waiter's lock, held until a notify releases it; made by the first wait (most
+        # futures are never waited on while pending: a list each would be ~60 bytes per task).
+        self._waiters: list[Any] | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         waiter = _thread.allocate_lock()
         waiter.acquire()
+        if self._waiters is None:
+            self._waiters = []
         self._waiters.append(waiter)
         saved = None
         try:
@@ -163,12 +167,14 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
                 self._waiters.remove(waiter)
 
     def notify(self, n: int = 1) -> None:
-        while self._waiters and n > 0:
-            self._waiters.pop(0).release()
+        waiters = self._waiters
+        while waiters and n > 0:
+            waiters.pop(0).release()
             n -= 1
 
     def notify_all(self) -> None:
-        self.notify(len(self._waiters))
+        if self._waiters:
+            self.notify(len(self._waiters))
 
 
 class _Engine(Protocol):
