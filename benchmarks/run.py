@@ -78,6 +78,13 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "rt_dec",
         ),
+        Row(
+            "submit_few",
+            "submit",
+            f"submit {plan.submits // 10:,} no-ops one by one, then wait (tasks/s)",
+            True,
+            0,
+        ),
         Row("submit", "submit", f"submit {plan.submits:,} no-ops one by one, then wait (tasks/s)", True, 0),
         Row(
             "submit_dec",
