@@ -197,6 +197,11 @@ def _facts_of(function: Callable[..., Any]) -> _Facts:
 # pickle that fell out gets a new number, which is always correct.
 
 _facts: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
+# The function handle_for saw last and its facts, so that a loop of Pool.submit(f, ...) skips
+# the lock and the weak dictionary (whose every look-up makes a weak reference). Held weakly (it
+# keeps no finished task's function alive) and matched by identity; one tuple, replaced whole, so
+# any thread reads a consistent pair without the lock.
+_last: tuple[weakref.ref[Any], _Facts] | None = None
 _contents: dict[bytes, int] = {}
 _numbers = itertools.count(1)
 _lock = threading.Lock()  # guards _facts and _contents
@@ -222,7 +227,11 @@ def _after_fork_in_child() -> None:
 
 def handle_for(function: Callable[..., Any]) -> FunctionHandle:
     """A handle of ``function`` (our proxies are unwrapped first), sharing its cached facts."""
+    global _last
     raw = unwrap(function)
+    last = _last
+    if last is not None and last[0]() is raw and callable(raw):
+        return FunctionHandle(raw, last[1])
     if not callable(raw):
         raise TypeError(f"expected a callable, got {type_name(raw)}")
     try:
@@ -234,6 +243,7 @@ def handle_for(function: Callable[..., Any]) -> FunctionHandle:
         facts = _facts_of(raw)
         with _lock:
             facts = _facts.setdefault(raw, facts)
+    _last = (weakref.ref(raw), facts)  # it takes weak references: _facts.get() said so
     return FunctionHandle(raw, facts)
 
 
