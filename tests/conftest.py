@@ -2,7 +2,8 @@
 
 After each test the default pool is shut down and the test must leave no child process (other
 than multiprocessing's own forkserver and resource tracker, which live as long as the session) and
-no ``parallelize-*`` thread behind.
+no ``parallelize-*`` thread behind (but ``parallelize-ctrl-c``, which lives as long as the process
+once a pool has started, like the forkserver: see ``_interrupts.catch_lost_ctrl_c``).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _no_leaks() -> Iterator[None]:
     )
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
 
@@ -116,6 +117,11 @@ def _no_leaks() -> Iterator[None]:
     wait_until(
         no_segments, LEAK_DEADLINE, f"shared memory to be unlinked (left: {_shm.segments_of(os.getpid())})"
     )
+
+
+def is_pool_thread(thread_name: str) -> bool:
+    """A thread that must end with its pool (the Ctrl-C re-delivery thread lives on)."""
+    return thread_name.startswith("parallelize-") and thread_name != "parallelize-ctrl-c"
 
 
 @pytest.fixture(params=START_METHODS)
