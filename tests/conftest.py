@@ -8,6 +8,7 @@ once a pool has started, like the forkserver: see ``_interrupts.catch_lost_ctrl_
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import sys
@@ -88,10 +89,25 @@ def _reap_children() -> None:
     multiprocessing.active_children()
 
 
+# pytest-timeout's one timer per test is spent once it has failed the test body, so the teardown's
+# shutdown (which waits for work left running, say by a task that hung) gets a bound of its own.
+TEARDOWN_LIMIT = 120.0
+
+
+def shut_down_within_limit() -> None:
+    """``parallelize.shutdown(wait=True)``, or a dump of every thread and the end of the test run
+    (a hang must fail fast: CI would otherwise wait for it until its own limit)."""
+    faulthandler.dump_traceback_later(TEARDOWN_LIMIT, exit=True)
+    try:
+        parallelize.shutdown(wait=True)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def clean() -> bool:

@@ -51,6 +51,7 @@ from .conftest import (
     is_pool_thread,
     pid_alive,
     proc_stat,
+    shut_down_within_limit,
     wait_until,
 )
 
@@ -96,7 +97,7 @@ def children_of(pid: int) -> set[int]:
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def left() -> set[int]:
