@@ -44,7 +44,16 @@ from . import dask_tasks
 if TYPE_CHECKING:
     import distributed
 
-from .conftest import LEAK_DEADLINE, child_pids, infrastructure_pids, pid_alive, proc_stat, wait_until
+from .conftest import (
+    LEAK_DEADLINE,
+    child_pids,
+    infrastructure_pids,
+    is_pool_thread,
+    pid_alive,
+    proc_stat,
+    shut_down_within_limit,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT_TIMEOUT = 120
@@ -88,7 +97,7 @@ def children_of(pid: int) -> set[int]:
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def left() -> set[int]:
@@ -98,7 +107,7 @@ def _no_leaks() -> Iterator[None]:
     wait_until(lambda: not left(), LEAK_DEADLINE, f"child processes to exit (left: {left()})")
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
     assert not _shm.segments_of(os.getpid())
