@@ -358,7 +358,7 @@ def test_the_dask_backend_is_not_imported_by_parallelize() -> None:
 # -- scripts: the embedded default, and a cluster of separate processes ---------------------------
 
 
-def run_script(tmp_path: Path, source: str, **env: str) -> str:
+def run_script(tmp_path: Path, source: str, **env: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELIZE_")}
@@ -373,7 +373,7 @@ def run_script(tmp_path: Path, source: str, **env: str) -> str:
         check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
+    return proc
 
 
 COMMON = """
@@ -428,7 +428,7 @@ def test_importing_distributed_changes_nothing_on_a_process_pool(tmp_path: Path)
     """distributed installs tblib's pickling of every exception, process-wide: in a script that
     imports it (and so in its workers, which import the script), a pool's task that raised
     ``SystemExit(4)`` came back with code None. Errors now keep Python's own reduction."""
-    stdout = run_script(
+    proc = run_script(
         tmp_path,
         """
     import distributed  # the import is the point
@@ -445,7 +445,7 @@ def test_importing_distributed_changes_nothing_on_a_process_pool(tmp_path: Path)
             print("code", exc.code)
     """,
     )
-    assert stdout.split() == ["code", "4"]
+    assert proc.stdout.split() == ["code", "4"]
 
 
 def test_the_embedded_cluster_starts_and_stops_with_us(tmp_path: Path) -> None:
@@ -472,7 +472,7 @@ def test_the_embedded_cluster_starts_and_stops_with_us(tmp_path: Path) -> None:
         print("workers gone", not any(os.path.exists(f"/proc/{pid}") for pid in pids))
     """,
         PARALLELIZE_BACKEND="dask",
-    )
+    ).stdout
     assert "script class True 11 2" in stdout
     assert "closure 6" in stdout
     assert f"map {sum(x * x for x in range(1000))}" in stdout
@@ -556,7 +556,7 @@ def user_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Path) -> None:
-    stdout = run_script(
+    proc = run_script(
         tmp_path,
         COMMON
         + """
@@ -572,6 +572,7 @@ def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Pat
         PARALLELIZE_BACKEND="dask",
         PARALLELIZE_DASK_ADDRESS=user_cluster,
     )
+    stdout = proc.stdout
     assert "script class True 11 2" in stdout
     assert "closure 6" in stdout
     assert f"map {sum(x * x for x in range(1000))}" in stdout
@@ -579,6 +580,8 @@ def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Pat
     assert "crashed after runs 1" in stdout
     assert "after the crash 36" in stdout
     assert "timeout True" in stdout
+    # dask's default allowed-failures (3): said once, with the setting that fixes it
+    assert proc.stderr.count("has allowed-failures=3") == 1, proc.stderr
     import distributed
 
     # a cluster we did not start keeps running and serving (see test_shutdown_leaves_a_cluster...)
