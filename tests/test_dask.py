@@ -49,8 +49,10 @@ from .conftest import (
     child_pids,
     ctrl_c_once_blocked,
     infrastructure_pids,
+    is_pool_thread,
     pid_alive,
     proc_stat,
+    shut_down_within_limit,
     wait_until,
 )
 
@@ -96,7 +98,7 @@ def children_of(pid: int) -> set[int]:
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def left() -> set[int]:
@@ -106,7 +108,7 @@ def _no_leaks() -> Iterator[None]:
     wait_until(lambda: not left(), LEAK_DEADLINE, f"child processes to exit (left: {left()})")
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
     assert not _shm.segments_of(os.getpid())
