@@ -11,6 +11,7 @@ from __future__ import annotations
 import faulthandler
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -163,3 +164,29 @@ def default_start_method(start_method: str) -> str:
     """Make the shared default pool use ``start_method`` (for decorated functions)."""
     parallelize.configure(start_method=start_method, workers=2)
     return start_method
+
+
+def ctrl_c_once_blocked(thread_id: int, native_id: int, fired: list[str] | None = None) -> threading.Thread:
+    """A thread that sends SIGINT to the thread ``thread_id`` once it sleeps in ``result()``, as
+    the kernel delivers a Ctrl-C to the main thread. With ``fired``, it sends nothing if
+    something is put there first, and puts "asleep" there before it sends."""
+
+    def send() -> None:
+        def asleep() -> bool:
+            frame = sys._current_frames().get(thread_id)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            fields = proc_stat(f"{os.getpid()}/task/{native_id}")
+            return "result" in names and fields is not None and fields[0] == "S"
+
+        wait_until(lambda: bool(fired) or asleep(), 30, "the main thread to wait in result()")
+        if fired is None or not fired:
+            if fired is not None:
+                fired.append("asleep")
+            signal.pthread_kill(thread_id, signal.SIGINT)
+
+    sender = threading.Thread(target=send, name="ctrl-c")
+    sender.start()
+    return sender
