@@ -41,6 +41,8 @@ log = logging.getLogger("parallelize")
 
 # Seconds between two draws: tqdm's own default refresh interval.
 INTERVAL = 0.1
+# Seconds between two redraws of a tqdm bar whose count has not moved (for its elapsed time).
+TICK = 1.0
 
 
 @runtime_checkable
@@ -193,21 +195,28 @@ class _TqdmDisplay:
         self._label = label
         self._bar: Any = None
         self._shown = 0
+        self._drawn_at = 0.0  # monotonic time of the last redraw
 
     def show(self, done: int, total: int | None, *, tick: bool = True) -> None:
         bar = self._bar
         if bar is None:
             bar = self._bar = _new_bar(self._label, total, done)
             self._shown = done
+            self._drawn_at = time.monotonic()
             if bar is None:
                 return
         if bar.total != total:
             bar.total = total
+        moment = time.monotonic()
         if done != self._shown:
             bar.update(done - self._shown)
             self._shown = done
-        elif tick:
-            bar.refresh()  # the elapsed time and rate move on while items are slow
+            self._drawn_at = moment
+        elif tick and moment - self._drawn_at >= TICK:
+            # The elapsed time moves on while items are slow, once a second: a log file that
+            # stderr goes to gets a line a second, not ten.
+            bar.refresh()
+            self._drawn_at = moment
 
     def close(self, done: int, total: int | None) -> None:
         if self._bar is None:
