@@ -49,7 +49,7 @@ def progress_forms(pool: Pool) -> None:
     assert_type(square.map([1, 2], progress=None), MapIterator[int])
     assert_type(square.map([1], progress=Bar()), MapIterator[int])
     assert_type(square.map([1], progress=on_progress), MapIterator[int])
-    assert_type(square.map([1], progress=lambda done, total: print(done, total)), MapIterator[int])
+    assert_type(square.map([1], progress=lambda done, total: None), MapIterator[int])
     assert_type(add.map([1], [2], progress=True), MapIterator[int])
     assert_type(add.starmap([(1, 2)], progress=on_progress), MapIterator[int])
     assert_type(Scorer().score.map([1, 2], progress=True), MapIterator[float])
