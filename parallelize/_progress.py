@@ -10,7 +10,9 @@ every complete map ends at ``N/N``.
 Where it is drawn: in the thread that iterates, never in the dispatcher. While that thread waits
 for the chunk it needs next, it wakes every ``INTERVAL`` to redraw (a timed wait on that one
 future, which takes Ctrl-C exactly as the untimed one does); between waits it draws at most once
-per ``INTERVAL``. So a bar costs the engine nothing, a callable of the user's is called in the
+per ``INTERVAL`` (a tqdm bar whose count has not moved redraws once per ``TICK``, for its elapsed
+time: a log file that stderr goes to gets a line a second, not ten). So a bar costs the engine
+nothing, a callable of the user's is called in the
 user's own thread (where a GUI or a notebook wants it), and drawing does at most ten redraws a
 second however small the items are: the throttle is the clock, not a count of chunks.
 
@@ -111,7 +113,7 @@ class Tracker:
         self._display: _Display | None = display  # None once it failed
         self.total = total
         self.done = 0  # items of the chunks the map has taken (completed ones)
-        self._drawn = -1  # the count drawn last
+        self._drawn = -1  # the count drawn last; -1: nothing drawn yet
         self._next = 0.0  # monotonic time of the next draw
         self.over = False  # the map has ended: nothing is drawn again
 
@@ -123,16 +125,15 @@ class Tracker:
             if _settled_within(head, INTERVAL):
                 return
 
-    def draw(self, in_flight: deque[tuple[Future[Any], int]] | None = None, *, now: bool = False) -> None:
+    def draw(self, in_flight: deque[tuple[Future[Any], int]]) -> None:
+        """Show the count, at most once per INTERVAL: the chunks taken, and those done in flight."""
         if self.over or self._display is None:
             return
         moment = time.monotonic()
-        if not now and moment < self._next:
+        if moment < self._next:
             return
         self._next = moment + INTERVAL
-        done = self.done
-        if in_flight:
-            done += sum(count for future, count in in_flight if future.done())
+        done = self.done + sum(count for future, count in in_flight if future.done())
         self._call("show", done, self.total)
         self._drawn = done
 
