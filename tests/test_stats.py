@@ -147,6 +147,8 @@ def test_the_thread_backend(tmp_path: Path) -> None:
 
 def test_the_sync_backend() -> None:
     parallelize.configure(backend="sync")
+    assert parallelize.stats().since is None  # chosen by the first call, not by stats()
+    assert parallel(workers.square)(3).result(timeout=WAIT) == 9
     before = parallelize.stats()
     assert parallel(workers.square)(4).result(timeout=WAIT) == 16
     with pytest.raises(ValueError, match="no"):
