@@ -242,6 +242,7 @@ class ProcessBackend:
         # The dispatcher thread did not survive the fork and the workers belong to the parent:
         # this process gets a fresh pool on its next submit, never a share of the parent's.
         self._lock = threading.Lock()
+        self._tally = Tally()  # the child's pool is a new one: counted from now
         self._forget_drop_waker()
         if self._dispatcher is not None:
             self._dispatcher.abandon_after_fork()

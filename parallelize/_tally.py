@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from ._task import ChunkResult
@@ -24,10 +25,21 @@ __all__ = ["Tally"]
 
 
 class Tally:
-    __slots__ = ("_lock", "cancelled", "completed", "failed", "replaced", "since", "started", "submitted")
+    __slots__ = (
+        "__weakref__",
+        "_lock",
+        "cancelled",
+        "completed",
+        "failed",
+        "replaced",
+        "since",
+        "started",
+        "submitted",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        _every.add(self)
         self.since = time.time()
         # All guarded by _lock.
         self.submitted = 0  # thread backend: accepted
@@ -83,6 +95,17 @@ class Tally:
             replaced=lost if replaced is None else replaced,
             since=self.since,
         )
+
+
+# Every tally, for the at-fork reset: a lock held by another thread at a fork stays held in the
+# child, and every future settled there would wait for it.
+_every: weakref.WeakSet[Tally] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Called by ``_fork``: a fresh lock for every tally (the counts stay as they were)."""
+    for tally in list(_every):
+        tally._lock = threading.Lock()
 
 
 def empty(backend: str) -> PoolStats:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import parallelize
-from parallelize import Pool, PoolStats, WorkerCrashed, parallel
+from parallelize import Pool, PoolStats, WorkerCrashed, _config, parallel
 from tests import fault_tasks, workers
 from tests.conftest import wait_until
 
@@ -157,3 +157,31 @@ def test_the_sync_backend() -> None:
     assert (after.backend, after.workers, after.queued, after.running) == ("sync", 0, 0, 0)
     # the shared sync backend counts from its creation: compare with before
     assert (after.completed - before.completed, after.failed - before.failed) == (1, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_fork_while_counting_leaves_the_child_counting() -> None:
+    parallelize.configure(backend="sync")
+    square = parallel(workers.square)
+    assert square(2).result(timeout=WAIT) == 4
+    tally = _config._sync_backend._tally
+    with tally._lock:  # as if another thread were counting a settled future at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: its futures must settle, and be counted, on a lock of its own
+            ok = square(3).result(timeout=WAIT) == 9 and parallelize.stats().completed == 2
+            os._exit(0 if ok else 1)
+    statuses: list[int] = []
+
+    def reaped() -> bool:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            statuses.append(status)
+        return bool(done)
+
+    try:
+        wait_until(reaped, WAIT, "the forked child to settle its call and exit")
+    finally:
+        if not statuses:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(statuses[0]) == 0
