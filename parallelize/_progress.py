@@ -197,6 +197,7 @@ class _TqdmDisplay:
         self._bar: Any = None
         self._shown = 0
         self._drawn_at = 0.0  # monotonic time of the last redraw
+        self._closed_at = -1  # the count the last bar was closed at
 
     def show(self, done: int, total: int | None, *, tick: bool = True) -> None:
         bar = self._bar
@@ -220,10 +221,11 @@ class _TqdmDisplay:
             self._drawn_at = moment
 
     def close(self, done: int, total: int | None) -> None:
-        if self._bar is None:
-            return  # closed already (after an error), and nothing drawn since
-        self.show(done, total, tick=False)
+        if self._bar is None and done == self._closed_at:
+            return  # closed at this very count already (after an error)
+        self.show(done, total, tick=False)  # a new bar if the count moved since the last closed
         bar, self._bar = self._bar, None
+        self._closed_at = done
         if bar is not None:
             bar.close()  # draws the last state once more, and ends the line
 

@@ -226,6 +226,30 @@ def test_a_callable_goes_on_after_an_error_and_ends_at_n_of_n(pool: Pool) -> Non
     assert heard[-1] == (30, 30)
 
 
+def test_a_tqdm_bar_closes_at_each_error_and_a_new_one_goes_on(
+    pool: Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = iter(pool.map(map_tasks.fail_every_7th, range(30), progress=True))
+    errors = 0
+    while True:
+        try:
+            next(results)
+        except StopIteration:
+            break
+        except map_tasks.Every7thError:
+            errors += 1
+    assert errors == 4
+    states = last_states(capsys.readouterr().err)
+    # One line per bar: an error ended the bar (so its traceback would start on a line of its
+    # own; two errors at the same count end one bar), the next bar took over at that count, and
+    # the last one ends at N/N.
+    assert 2 <= len(states) <= errors + 1, states
+    counts = [int(re.findall(r"\| (\d+)/30 \[", state)[0]) for state in states]
+    assert counts == sorted(counts), states
+    assert counts[0] < 30
+    assert counts[-1] == 30
+
+
 def test_a_whole_chunk_failure_closes_the_bar(pool: Pool) -> None:
     bar = Recorder()
     lock = threading.Lock()  # cannot be pickled: the chunk fails as a whole, at the call
