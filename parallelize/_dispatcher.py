@@ -45,7 +45,7 @@ from multiprocessing.context import BaseContext
 
 from . import _interrupts as interrupts
 from . import _outcomes as outcomes
-from ._channel import WorkerHandle
+from ._channel import ACTIVE, RETIRING, WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
 from ._futures import cancel_running
 from ._inbox import Inbox
@@ -141,6 +141,19 @@ class Dispatcher:
 
     def pids(self) -> list[int]:
         return self._crew.pids()
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(workers alive, tasks queued, tasks running, workers replaced), for ``stats()``.
+
+        Read from another thread without ``_lock``: each piece is one atomic read under the GIL
+        (a length, a copy of the workers), so a poll never waits for the dispatcher, and a task
+        moving on meanwhile may be counted twice or not at all. Queued tasks are those in the
+        inbox, those given back, and those waiting in a busy worker's pipe (not started)."""
+        workers = list(self._workers.values())
+        alive = sum(1 for w in workers if w.state in ACTIVE or w.state is RETIRING)
+        running = sum(1 for w in workers if w.task is not None)
+        queued = len(self.inbox.tasks) + len(self._plan.requeued) + sum(len(w.queued) for w in workers)
+        return alive, queued, running, self._crew.replaced
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""

@@ -31,6 +31,7 @@ is taking from, so the source of runs never raises and the chain goes on after a
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -39,6 +40,7 @@ from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
 from ._functions import FunctionHandle
 from ._futures import Future
+from ._progress import Tracker, make_tracker, total_of
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
 
 R = TypeVar("R")
@@ -126,6 +128,27 @@ class MapIterator(Iterator[R], Generic[R]):
         self._current: Iterator[Any] = iter(self._values)
         self._pending: deque[list[Any] | BaseException] = deque()
         self._source_error: BaseException | None = None
+        # The input's length when known (see _counted), the items read from it so far, and the
+        # progress= display (see _progress).
+        self._total: int | None = None
+        self._read = 0
+        self._progress: Tracker | None = None
+
+    def _counted(self, iterables: Iterable[Iterable[Any]], progress: object) -> MapIterator[R]:
+        """Learn the length of the input ``iterables`` and, with ``progress=``, draw the count."""
+        self._total = total_of(iterables)
+        name = getattr(self._handle.function, "__qualname__", None) or self._handle.label
+        self._progress = make_tracker(progress, self._total, name)
+        return self
+
+    def __length_hint__(self) -> int:
+        """The items still to come, when the input's length is known (``operator.length_hint``)."""
+        if self._total is None:
+            return NotImplemented  # type: ignore[no-any-return]
+        unread = 0 if self._arguments is None else max(0, self._total - self._read)
+        in_flight = sum(count for _, count in self._in_flight)
+        pending = sum(len(piece) if isinstance(piece, list) else 1 for piece in self._pending)
+        return unread + in_flight + pending + operator.length_hint(self._current)
 
     def __iter__(self) -> Iterator[R]:
         # ``for`` loops and ``list()`` come here. The chain takes each value straight from the
@@ -175,6 +198,8 @@ class MapIterator(Iterator[R], Generic[R]):
             if self._pending:
                 piece = self._pending.popleft()
                 if isinstance(piece, BaseException):
+                    if self._progress is not None:
+                        self._progress.failed()
                     raise piece
                 self._values = piece
                 self._current = iter(piece)
@@ -184,6 +209,8 @@ class MapIterator(Iterator[R], Generic[R]):
                 if not self._in_flight:
                     return self._end()
             try:
+                if self._progress is not None:
+                    self._progress.wait(self._in_flight)
                 chunk = self._in_flight[0][0].result()
             except KeyboardInterrupt:
                 # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
@@ -193,13 +220,20 @@ class MapIterator(Iterator[R], Generic[R]):
             except BaseException:
                 # The whole chunk failed (its arguments could not be pickled or unpickled): its
                 # exception is raised once, in place of its items.
-                self._in_flight.popleft()
+                _, count = self._in_flight.popleft()
                 self._refill_or_close()
+                if self._progress is not None:
+                    self._progress.took(count)
+                    self._progress.failed()
                 raise
             self._in_flight.popleft()
             self._sizer.observe(len(chunk.values), chunk.seconds)
             self._refill_or_close()
             self._pending.extend(_runs_of(chunk.values, chunk.errors))
+            if self._progress is not None:
+                self._progress.took(len(chunk.values))
+                if self._arguments is None and not self._in_flight:
+                    self._progress.finish()  # N/N before the consumer gets the last results
 
     def _refill_or_close(self) -> None:
         # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
@@ -214,7 +248,11 @@ class MapIterator(Iterator[R], Generic[R]):
         error, self._source_error = self._source_error, None
         self._arguments = self._list = None
         if error is not None:
+            if self._progress is not None:
+                self._progress.end()
             raise error
+        if self._progress is not None:
+            self._progress.finish()
         return False
 
     def _refill(self) -> None:
@@ -234,6 +272,7 @@ class MapIterator(Iterator[R], Generic[R]):
                 if self._source_error is None:
                     self._arguments = self._list = None
                 return
+            self._read += len(items)
             try:
                 future = submit_chunk(self._backend, self._handle, items, self._options, bare=self._bare)
             except Exception as exc:  # noqa: BLE001 - e.g. SerializationError: raised in its place
@@ -254,6 +293,8 @@ class MapIterator(Iterator[R], Generic[R]):
         self._pending.clear()
         for future, _ in in_flight:
             future.cancel()
+        if self._progress is not None:
+            self._progress.end()
 
     def __del__(self) -> None:
         try:

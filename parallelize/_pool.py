@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; typing_extensions is slow to import
 
     from ._decorators import ParallelFunction
+    from ._progress import ProgressOption
+    from ._stats import PoolStats
 
 __all__ = ["Pool", "PoolState"]
 
@@ -95,6 +97,12 @@ class Pool:
         """The pids of the worker processes alive now (empty before the first task)."""
         return self._backend.pids()
 
+    def stats(self) -> PoolStats:
+        """Live counts: workers alive, tasks queued, running, completed, failed, cancelled,
+        workers replaced, and since when. Cheap enough to poll from a UI thread: it waits for no
+        lock the pool holds for long and asks the workers nothing (see README "Live counts")."""
+        return self._backend.stats()
+
     # The timeout= forms come first: a call that passes timeout= means ours (see the docstring).
     @overload
     def submit(
@@ -129,6 +137,7 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R]: ...
     @overload
     def map(
@@ -138,6 +147,7 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R]: ...
     def map(
         self,
@@ -146,15 +156,18 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[Any]:
         """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically.
 
-        ``timeout`` bounds each item's running time, even inside a chunk.
+        ``timeout`` bounds each item's running time, even inside a chunk. ``progress=True``
+        draws a bar of the items completed (see README "Progress").
         """
         options = options_of(fn)
         if timeout is not None:
             options = options._replace(timeout=check_timeout(timeout))
-        return map_items(self._backend, handle_for(fn), zip_arguments(iterables), chunksize, options)
+        mapping = map_items(self._backend, handle_for(fn), zip_arguments(iterables), chunksize, options)
+        return mapping._counted(iterables, progress)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting work; finish what was submitted (or cancel what has not started).

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from ._futures import Future
     from ._mapping import MapIterator
+    from ._progress import ProgressOption
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,6 +116,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -125,6 +127,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -136,6 +139,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -148,6 +152,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -161,6 +166,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -169,6 +175,7 @@ class MapMethods(Generic[P, R]):
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[Any]: ...
     @overload
     def map(
@@ -183,16 +190,23 @@ class MapMethods(Generic[P, R]):
         *more: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R]: ...
     def map(
-        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+        self,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[Any]:
         """Results in input order, like ``builtins.map``; lazy and chunked automatically.
 
         ``timeout`` (default: the decorator's) bounds each item's running time, even inside a
         chunk: only the item that ran too long fails, and the rest of its chunk runs on.
+        ``progress=True`` draws a bar of the items completed (see README "Progress").
         """
-        return self._map_items(self._map_arguments(iterables), chunksize, timeout)
+        mapping = self._map_items(self._map_arguments(iterables), chunksize, timeout)
+        return mapping._counted(iterables, progress)
 
     @overload
     def starmap(
@@ -202,6 +216,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def starmap(
@@ -211,6 +226,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def starmap(
@@ -220,6 +236,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def starmap(
@@ -229,6 +246,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def starmap(
@@ -238,6 +256,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R2]: ...
     @overload
     def starmap(
@@ -247,6 +266,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[Any]: ...
     @overload
     def starmap(
@@ -256,6 +276,7 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[R]: ...
     def starmap(
         self,
@@ -264,6 +285,8 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
     ) -> MapIterator[Any]:
         """Like ``itertools.starmap``: each item is a tuple of arguments."""
-        return self._map_items(self._starmap_arguments(iterable), chunksize, timeout)
+        mapping = self._map_items(self._starmap_arguments(iterable), chunksize, timeout)
+        return mapping._counted((iterable,), progress)

@@ -186,6 +186,22 @@ def test_map_is_lazy_and_bounded(local: distributed.Client) -> None:
     mapping.close()
 
 
+def test_map_progress_and_live_counts(local: distributed.Client) -> None:
+    parallelize.configure(backend="dask")
+    heard: list[tuple[int, int | None]] = []
+    square = parallel(dask_tasks.square)
+    total = sum(square.map(range(500), progress=lambda done, total: heard.append((done, total))))
+    assert total == sum(x * x for x in range(500))
+    assert heard[-1] == (500, 500)
+    chunks = parallelize.stats().completed  # a map's chunks are tasks too
+    assert [square(n).result(timeout=SLOW) for n in range(3)] == [0, 1, 4]
+    with pytest.raises(ValueError, match="no"):
+        parallel(dask_tasks.fail)("no").result(timeout=SLOW)
+    stats = parallelize.stats()
+    assert (stats.backend, stats.workers, stats.queued, stats.running) == ("dask", 2, 0, 0)
+    assert (stats.completed - chunks, stats.failed, stats.cancelled, stats.replaced) == (3, 1, 0, 0)
+
+
 def test_a_failed_item_fails_alone(local: distributed.Client) -> None:
     results = iter(parallel(backend="dask")(dask_tasks.reciprocal).map([1, 0, 4]))
     assert next(results) == 1.0
