@@ -162,7 +162,7 @@ class _Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = _record_bytes(record)
+            data = record_bytes(record)
         except Exception:  # noqa: BLE001 - logging's own policy: report on stderr, go on
             self.handleError(record)
             return
@@ -172,7 +172,7 @@ class _Handler(logging.Handler):
 _formatter = logging.Formatter()
 
 
-def _record_bytes(record: logging.LogRecord) -> bytes:
+def record_bytes(record: logging.LogRecord) -> bytes:
     """The record as the parent rebuilds it: the message already formatted (its arguments may not
     pickle), an exception as its traceback text."""
     fields = dict(record.__dict__)

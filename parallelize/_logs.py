@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from . import _protocol as wire
 from ._forward import STDOUT
+from ._task import ChunkTask, Task
 
 _MARK = "parallelize-levels"  # a key isEnabledFor never uses (its keys are ints)
 _lock = threading.Lock()  # guards _version and _snapshot together
@@ -71,6 +72,25 @@ def replay(kind: int, payload: memoryview, task_name: str | None) -> None:
             _handle(pickle.loads(payload), task_name)
     except Exception as exc:  # noqa: BLE001 - reported where it cannot recurse
         _fallback(f"parallelize: could not replay a worker's {_what(kind)}: {type(exc).__name__}: {exc}\n")
+
+
+def replay_all(events: list[tuple[int, Any]], task: Task) -> None:
+    """Replay what a dask task printed and logged (see _dask._capture), in order."""
+    name = task_name(task)
+    for stream, data in events:
+        try:
+            if stream:
+                _write([(stream, data)])
+            else:
+                _handle(pickle.loads(data), name)
+        except Exception as exc:  # noqa: BLE001 - as in replay
+            _fallback(f"parallelize: could not replay a dask task's output: {type(exc).__name__}: {exc}\n")
+
+
+def task_name(task: Task) -> str:
+    """How a forwarded record names its task (``record.taskName``): 'mod.f(3)' for a call, the
+    function for a map chunk (the worker does not say which item logged)."""
+    return task.function.label if isinstance(task, ChunkTask) else task.describe()
 
 
 def _write(pieces: list[tuple[int, str]]) -> None:

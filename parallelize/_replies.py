@@ -98,12 +98,10 @@ class Replies:
 
     @staticmethod
     def _task_name(worker: WorkerHandle, task_id: int, kind: int) -> str | None:
-        """How a forwarded record names its task (``record.taskName``): 'mod.f(3)' for a call,
-        the function for a map chunk (whose item the worker does not say), None outside tasks."""
         task = worker.task
         if kind != wire.LOG or task is None or task.id != task_id:
-            return None
-        return task.function.label if isinstance(task, ChunkTask) else task.describe()
+            return None  # output has no name; a record outside any task has none either
+        return logs.task_name(task)
 
     def _on_skipped(self, worker: WorkerHandle, task_id: int) -> None:
         for task in worker.queued:

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .. import _logs
 from .._encode import _argument_error, _check_arguments
 from .._errors import PoolClosed, SerializationError, TaskTimeout, WorkerCrashed
 from .._futures import rebuild_exception, settle
@@ -117,7 +118,7 @@ class DaskBackend:
             assert isinstance(task, ChunkTask)
             message = (_wire.CHUNK, part, task.items, task.bare)
             timeout = None  # per-item time limits inside a chunk are not enforced on dask
-        message += (options.retries, options.retry_on, timeout, handle.label)
+        message += (options.retries, options.retry_on, timeout, handle.label, _logs.levels()[1])
         try:
             task.payload = _wire.dumps(message)
         except Exception as exc:
@@ -199,8 +200,11 @@ class DaskBackend:
                 self._forget(record)
                 self._finish(record, data)
 
-    def _finish(self, record: _Record, data: bytes) -> None:
+    def _finish(self, record: _Record, reply: tuple[bytes, list[Any]]) -> None:
         task = record.task
+        data, forwarded = reply
+        if forwarded:
+            _logs.replay_all(forwarded, task)
         try:
             ok, value, attempts = pickle.loads(data)
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
