@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import multiprocessing
 import pickle
 import sys
 import threading
@@ -208,11 +209,25 @@ def install(send_bytes: Callable[[bytes], None], levels: bytes | None) -> Forwar
     sys.stderr = _Stream(forwarder, STDERR, sys.__stderr__)
     if levels is not None:
         apply_levels(levels)
+    if getattr(multiprocessing.current_process(), "_start_method", None) == "fork":
+        _drop_inherited_handlers()
     root = logging.getLogger()
     if not root.handlers:
         _handler = _Handler(forwarder)
         root.addHandler(_handler)
     return forwarder
+
+
+def _drop_inherited_handlers() -> None:
+    """A forked worker has copies of the parent's handlers; they are the parent's to run (a file
+    written by every worker at once, every record twice), so records go to the parent instead,
+    all of them through the root (the parent applies its own ``propagate`` when it handles them)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 def keep_user_logging() -> None:

@@ -191,6 +191,19 @@ def test_workers_follow_the_parents_levels_as_they_change(pool: Pool, task_logge
     assert seen() == {(False, True, True)}
 
 
+def test_a_forked_worker_forwards_rather_than_run_the_parents_handlers(task_logger: logging.Logger) -> None:
+    """fork copies the parent's handlers into the worker: they are dropped there, so each record
+    is handled once, by the parent (not also by a copy writing to the same file or terminal)."""
+    task_logger.setLevel(logging.INFO)
+    task_logger.propagate = False
+    collect = _Collect()
+    task_logger.addHandler(collect)
+    with Pool(1, start_method="fork") as p:
+        pid = p.submit(forward_tasks.log_all, 8).result(timeout=RESULT_TIMEOUT)
+    assert [record.getMessage() for record in collect.records] == ["info 8", "warning 8", "failed 8"]
+    assert all(record.process == pid for record in collect.records)
+
+
 # -- the path users take: a script ----------------------------------------------------------------
 
 SCRIPT = """
