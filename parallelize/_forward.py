@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import multiprocessing
 import pickle
@@ -101,13 +102,13 @@ class Forwarder:
 
 def _merged(pending: Pending) -> Pending:
     """Consecutive pieces of one stream as one: a print() is two writes."""
-    merged: Pending = []
-    for stream, text in pending:
-        if merged and merged[-1][0] == stream:
-            merged[-1] = (stream, merged[-1][1] + text)
-        else:
-            merged.append((stream, text))
-    return merged
+    if len(pending) == 1:
+        return pending
+    return [(stream, "".join(text for _, text in run)) for stream, run in itertools.groupby(pending, _stream)]
+
+
+def _stream(piece: tuple[int, str]) -> int:
+    return piece[0]
 
 
 class _Stream(io.TextIOBase):

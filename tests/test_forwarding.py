@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import logging.config
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -170,7 +171,7 @@ class _OnlyWarnings(logging.Filter):
 
 def test_workers_follow_the_parents_levels_as_they_change(pool: Pool, task_logger: logging.Logger) -> None:
     """A record the parent would drop is never made in the worker, however the levels change."""
-    root = logging.getLogger()
+    root, log = logging.getLogger(), task_logger
 
     def seen() -> set[tuple[bool, bool, bool]]:
         futures = [pool.submit(forward_tasks.enabled) for _ in range(8)]  # both workers
@@ -189,6 +190,8 @@ def test_workers_follow_the_parents_levels_as_they_change(pool: Pool, task_logge
     finally:
         logging.disable(logging.NOTSET)
     assert seen() == {(False, True, True)}
+    logging.config.dictConfig({"version": 1, "incremental": True, "loggers": {log.name: {"level": "ERROR"}}})
+    assert seen() == {(False, False, False)}
 
 
 def test_a_forked_worker_forwards_rather_than_run_the_parents_handlers(task_logger: logging.Logger) -> None:
@@ -208,6 +211,7 @@ def test_a_forked_worker_forwards_rather_than_run_the_parents_handlers(task_logg
 
 SCRIPT = """
 import logging
+import logging.config
 import os
 import sys
 
