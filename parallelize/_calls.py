@@ -17,7 +17,7 @@ from typing import Any
 from . import _protocol as wire
 from ._coroutines import returned_coroutine, runnable
 from ._errors import SerializationError
-from ._serialize import FunctionKey, dumps, dumps_shared, loads, resolve, type_name
+from ._serialize import FunctionKey, dumps, dumps_error, dumps_shared, loads, resolve, type_name
 
 # Functions a worker has: by key, or the exception that loading one raised.
 Functions = dict[FunctionKey, Callable[..., Any] | BaseException]
@@ -252,7 +252,7 @@ def envelope(exc: BaseException) -> wire.ErrorEnvelope:
         message = "<unprintable>"
     data: bytes | str
     try:
-        data = dumps(exc)
+        data = dumps_error(exc)
     except BaseException as error:  # noqa: BLE001 - the parent builds a stand-in from the other fields
         return (
             f"could not be pickled in the worker ({type(error).__name__}: {error})",

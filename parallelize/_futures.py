@@ -10,6 +10,8 @@ from __future__ import annotations
 import _thread
 import concurrent.futures
 import sys
+import threading
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -142,7 +144,7 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
         saved = None
         try:
             saved = self._release_save()
-            return waiter.acquire(True, -1 if timeout is None else timeout)
+            return _block(waiter, timeout)
         finally:
             if saved is not None:
                 self._acquire_restore(saved)
@@ -160,6 +162,29 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
 
     def notify_all(self) -> None:
         self.notify(len(self._waiters))
+
+
+def _block(waiter: _thread.LockType, timeout: float | None) -> bool:
+    """Wait for ``waiter``; in the main thread, in slices, so a pending Ctrl-C is raised soon.
+
+    A signal whose C handler runs just before the thread blocks (after the interpreter last
+    looked for one) does not interrupt the wait: its KeyboardInterrupt would come only when the
+    future settles, perhaps never. That is rare for a Ctrl-C from the terminal, but it is how
+    every re-delivered one lands (see ``_interrupts.raise_again_later``). Each slice's end runs
+    any pending handler; other threads never run signal handlers, and wait in one piece.
+    """
+    if _thread.get_ident() != threading.main_thread().ident:
+        return waiter.acquire(True, -1 if timeout is None else timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = _SIGNAL_SLICE if deadline is None else min(_SIGNAL_SLICE, deadline - time.monotonic())
+        if waiter.acquire(True, max(left, 0.0)):
+            return True
+        if left <= 0:
+            return False
+
+
+_SIGNAL_SLICE = 0.2  # seconds; a pending Ctrl-C waits at most this long in result()
 
 
 class _Engine(Protocol):

@@ -260,7 +260,7 @@ class MapIterator(Iterator[R], Generic[R]):
             self.close()
         except KeyboardInterrupt:
             # A finaliser's exception is dropped: hand Ctrl-C back to the main thread instead.
-            interrupts.raise_again_later()
+            interrupts.raise_again_later(MapIterator.__del__.__code__)
         except Exception:  # noqa: BLE001 - never raise from a finaliser (e.g. at interpreter exit)
             pass
 

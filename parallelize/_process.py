@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _guard
+from . import _interrupts as interrupts
 from ._backends import encode
 from ._dispatcher import Dispatcher
 from ._errors import PoolBroken, PoolClosed
@@ -169,6 +170,7 @@ class ProcessBackend:
             if self._state is PoolState.NEW:
                 _guard.exit_if_importing_main()  # a script without `if __name__ == "__main__":`
                 _register_exit_hook()
+                interrupts.catch_lost_ctrl_c()
                 context = multiprocessing.get_context(self._start_method)
                 if self._start_method == "forkserver":
                     _preload_in_forkserver(context)

@@ -215,6 +215,32 @@ class _BufferPickler(_MainAwarePickler):
         return super().reducer_override(obj)
 
 
+class _ErrorPickler(_MainAwarePickler):
+    """Pickles exceptions as Python does by default, whatever ``copyreg`` says.
+
+    Importing distributed installs tblib's reduction for every exception class, process-wide
+    (``copyreg``): a worker whose script imports it would send ``SystemExit(4)`` back with code
+    None, and tracebacks along with every error. Our errors keep the default reduction; the
+    traceback travels as text in the envelope.
+    """
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, BaseException):
+            return obj.__reduce_ex__(PROTOCOL)
+        return super().reducer_override(obj)
+
+
+def dumps_error(exc: BaseException) -> bytes:
+    """``dumps`` for an exception, with Python's own reduction of exceptions (see _ErrorPickler)."""
+    buffer = io.BytesIO()
+    try:
+        _ErrorPickler(buffer, PROTOCOL).dump(exc)
+    except Exception:  # noqa: BLE001 - _SendByValue, or anything else cloudpickle may handle
+        buffer = io.BytesIO()
+        _by_value_pickler(errors=True)(buffer, PROTOCOL).dump(exc)
+    return buffer.getvalue()
+
+
 def dumps_by_value(obj: object) -> bytes:
     """Pickle with cloudpickle, which sends functions and classes of ``__main__`` by value.
 
@@ -228,11 +254,13 @@ def dumps_by_value(obj: object) -> bytes:
 
 
 @functools.cache
-def _by_value_pickler(buffers: bool = False) -> type[Any]:
+def _by_value_pickler(buffers: bool = False, errors: bool = False) -> type[Any]:
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):
         def reducer_override(self, obj: object) -> Any:
+            if errors and isinstance(obj, BaseException):
+                return obj.__reduce_ex__(PROTOCOL)  # see _ErrorPickler
             if buffers:
                 reduction = _buffers.reduce_memoryview(obj)
                 if reduction is not None:

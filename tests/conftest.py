@@ -2,13 +2,16 @@
 
 After each test the default pool is shut down and the test must leave no child process (other
 than multiprocessing's own forkserver and resource tracker, which live as long as the session) and
-no ``parallelize-*`` thread behind.
+no ``parallelize-*`` thread behind (but ``parallelize-ctrl-c``, which lives as long as the process
+once a pool has started, like the forkserver: see ``_interrupts.catch_lost_ctrl_c``).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -87,10 +90,25 @@ def _reap_children() -> None:
     multiprocessing.active_children()
 
 
+# pytest-timeout's one timer per test is spent once it has failed the test body, so the teardown's
+# shutdown (which waits for work left running, say by a task that hung) gets a bound of its own.
+TEARDOWN_LIMIT = 120.0
+
+
+def shut_down_within_limit() -> None:
+    """``parallelize.shutdown(wait=True)``, or a dump of every thread and the end of the test run
+    (a hang must fail fast: CI would otherwise wait for it until its own limit)."""
+    faulthandler.dump_traceback_later(TEARDOWN_LIMIT, exit=True)
+    try:
+        parallelize.shutdown(wait=True)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def clean() -> bool:
@@ -103,7 +121,7 @@ def _no_leaks() -> Iterator[None]:
     )
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
 
@@ -116,6 +134,11 @@ def _no_leaks() -> Iterator[None]:
     wait_until(
         no_segments, LEAK_DEADLINE, f"shared memory to be unlinked (left: {_shm.segments_of(os.getpid())})"
     )
+
+
+def is_pool_thread(thread_name: str) -> bool:
+    """A thread that must end with its pool (the Ctrl-C re-delivery thread lives on)."""
+    return thread_name.startswith("parallelize-") and thread_name != "parallelize-ctrl-c"
 
 
 @pytest.fixture(params=START_METHODS)
@@ -141,3 +164,29 @@ def default_start_method(start_method: str) -> str:
     """Make the shared default pool use ``start_method`` (for decorated functions)."""
     parallelize.configure(start_method=start_method, workers=2)
     return start_method
+
+
+def ctrl_c_once_blocked(thread_id: int, native_id: int, fired: list[str] | None = None) -> threading.Thread:
+    """A thread that sends SIGINT to the thread ``thread_id`` once it sleeps in ``result()``, as
+    the kernel delivers a Ctrl-C to the main thread. With ``fired``, it sends nothing if
+    something is put there first, and puts "asleep" there before it sends."""
+
+    def send() -> None:
+        def asleep() -> bool:
+            frame = sys._current_frames().get(thread_id)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            fields = proc_stat(f"{os.getpid()}/task/{native_id}")
+            return "result" in names and fields is not None and fields[0] == "S"
+
+        wait_until(lambda: bool(fired) or asleep(), 30, "the main thread to wait in result()")
+        if fired is None or not fired:
+            if fired is not None:
+                fired.append("asleep")
+            signal.pthread_kill(thread_id, signal.SIGINT)
+
+    sender = threading.Thread(target=send, name="ctrl-c")
+    sender.start()
+    return sender

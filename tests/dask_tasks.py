@@ -79,3 +79,10 @@ def unpicklable_result() -> object:
     import threading
 
     return threading.Lock()
+
+
+def square_or_hang(x: int, hang_at: int, path: str) -> int:
+    """``x * x``, except that item ``hang_at`` writes its worker's pid to ``path`` and runs on."""
+    if x == hang_at:
+        return pid_then_sleep(path)
+    return x * x

@@ -90,6 +90,11 @@ def hang(marker: str, seconds: float = FOREVER) -> str:
     return "woke up"
 
 
+@parallel
+def decorated_hang(marker: str) -> str:
+    return hang(marker)
+
+
 @parallel(timeout=0.5)
 def parallel_hang(marker: str) -> str:
     return hang(marker)

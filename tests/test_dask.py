@@ -47,7 +47,17 @@ from . import dask_tasks, forward_tasks
 if TYPE_CHECKING:
     import distributed
 
-from .conftest import LEAK_DEADLINE, child_pids, infrastructure_pids, pid_alive, proc_stat, wait_until
+from .conftest import (
+    LEAK_DEADLINE,
+    child_pids,
+    ctrl_c_once_blocked,
+    infrastructure_pids,
+    is_pool_thread,
+    pid_alive,
+    proc_stat,
+    shut_down_within_limit,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT_TIMEOUT = 120
@@ -62,9 +72,9 @@ def _distributed_imported_here() -> Iterator[None]:
     """Import distributed for this module only, and undo its process-wide side effect after it.
 
     Importing distributed installs tblib's pickling of every exception (copyreg), which changes
-    how exceptions cross a pool in the rest of the process (``SystemExit(4)`` comes back with
-    code None): a user of the dask backend lives with that, the other test modules must not.
-    So distributed is imported here, not at collection, and the table is restored at the end.
+    how this process pickles exceptions outside our error path (which ignores it: see
+    ``_serialize.dumps_error``); the other test modules must not see it. So distributed is
+    imported here, not at collection, and the table is restored at the end.
     """
     saved = dict(copyreg.dispatch_table)
     import distributed  # noqa: F401 - the import is the point
@@ -91,7 +101,7 @@ def children_of(pid: int) -> set[int]:
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
-    parallelize.shutdown(wait=True)
+    shut_down_within_limit()
     _config.reset_for_tests()
 
     def left() -> set[int]:
@@ -101,7 +111,7 @@ def _no_leaks() -> Iterator[None]:
     wait_until(lambda: not left(), LEAK_DEADLINE, f"child processes to exit (left: {left()})")
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
     assert not _shm.segments_of(os.getpid())
@@ -247,6 +257,35 @@ def test_a_timeout_raises_and_stops_the_task(local: distributed.Client, tmp_path
     assert parallel(backend="dask")(dask_tasks.square)(3).result(timeout=SLOW) == 9
 
 
+@pytest.mark.parametrize("slow", [5, 11])  # in the middle of its chunk, and last
+def test_a_map_item_past_its_timeout_fails_alone_and_the_map_goes_on(
+    local: distributed.Client, tmp_path: Path, slow: int
+) -> None:
+    """The limit is per item, inside a chunk: the items before the slow one keep their results,
+    it raises TaskTimeout at its place, its worker is restarted, and the rest of its chunk runs."""
+    path = tmp_path / "pid"
+    function = parallel(backend="dask")(dask_tasks.square_or_hang)
+    items = range(12)
+    outcomes: list[object] = []
+    arguments = (items, itertools.repeat(slow), itertools.repeat(str(path)))
+    results = function.map(*arguments, chunksize=12, timeout=2)
+    while True:
+        try:
+            outcomes.append(next(results))
+        except StopIteration:
+            break
+        except TaskTimeout as exc:
+            outcomes.append(exc)
+    assert outcomes[:slow] + outcomes[slow + 1 :] == [x * x for x in items if x != slow]
+    assert isinstance(outcomes[slow], TaskTimeout)
+    assert f"square_or_hang({slow}, {slow}," in str(outcomes[slow])
+    assert "ran past its time limit of 2 s" in str(outcomes[slow])
+    pid = int(path.read_text())
+    wait_until(lambda: not pid_alive(pid), SLOW, f"worker {pid} to be restarted")
+    keys = set(parallel(backend="dask")(dask_tasks.current_key).map(range(4), chunksize=4))
+    assert len(keys) == 1  # chunking still works after the restart
+
+
 def test_cancel_stops_a_running_task(local: distributed.Client, tmp_path: Path) -> None:
     path = tmp_path / "pid"
     future = parallel(backend="dask")(dask_tasks.pid_then_sleep)(str(path))
@@ -255,6 +294,25 @@ def test_cancel_stops_a_running_task(local: distributed.Client, tmp_path: Path) 
     assert future.cancelled()
     pid = int(path.read_text())
     wait_until(lambda: not pid_alive(pid), SLOW, f"worker {pid} to be stopped")
+
+
+def test_ctrl_c_in_result_stops_the_dask_tasks(local: distributed.Client, tmp_path: Path) -> None:
+    """As on a pool: Ctrl-C while waiting cancels our tasks on the cluster, running ones too (their
+    worker is restarted), and the backend stays usable."""
+    path = tmp_path / "pid"
+    future = parallel(backend="dask")(dask_tasks.pid_then_sleep)(str(path))
+    wait_until(path.exists, SLOW, "the task to start")
+    main = threading.current_thread()
+    assert main.ident is not None
+    assert main.native_id is not None
+    sender = ctrl_c_once_blocked(main.ident, main.native_id)
+    with pytest.raises(KeyboardInterrupt):
+        future.result(timeout=SLOW)
+    sender.join(SLOW)
+    assert future.cancelled()
+    pid = int(path.read_text())
+    wait_until(lambda: not pid_alive(pid), SLOW, f"worker {pid} to be stopped")
+    assert parallel(backend="dask")(dask_tasks.square)(3).result(timeout=SLOW) == 9
 
 
 def test_a_crash_fails_the_task_at_once(local: distributed.Client, tmp_path: Path) -> None:
@@ -339,7 +397,7 @@ def test_the_dask_backend_is_not_imported_by_parallelize() -> None:
 # -- scripts: the embedded default, and a cluster of separate processes ---------------------------
 
 
-def run_script(tmp_path: Path, source: str, **env: str) -> str:
+def run_script(tmp_path: Path, source: str, **env: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELIZE_")}
@@ -354,7 +412,7 @@ def run_script(tmp_path: Path, source: str, **env: str) -> str:
         check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
+    return proc
 
 
 COMMON = """
@@ -405,6 +463,30 @@ COMMON = """
 """
 
 
+def test_importing_distributed_changes_nothing_on_a_process_pool(tmp_path: Path) -> None:
+    """distributed installs tblib's pickling of every exception, process-wide: in a script that
+    imports it (and so in its workers, which import the script), a pool's task that raised
+    ``SystemExit(4)`` came back with code None. Errors now keep Python's own reduction."""
+    proc = run_script(
+        tmp_path,
+        """
+    import distributed  # the import is the point
+    from parallelize import parallel
+
+    @parallel
+    def leave(code):
+        raise SystemExit(code)
+
+    if __name__ == "__main__":
+        try:
+            leave(4).result(timeout=60)
+        except SystemExit as exc:
+            print("code", exc.code)
+    """,
+    )
+    assert proc.stdout.split() == ["code", "4"]
+
+
 def test_the_embedded_cluster_starts_and_stops_with_us(tmp_path: Path) -> None:
     stdout = run_script(
         tmp_path,
@@ -429,7 +511,7 @@ def test_the_embedded_cluster_starts_and_stops_with_us(tmp_path: Path) -> None:
         print("workers gone", not any(os.path.exists(f"/proc/{pid}") for pid in pids))
     """,
         PARALLELIZE_BACKEND="dask",
-    )
+    ).stdout
     assert "script class True 11 2" in stdout
     assert "closure 6" in stdout
     assert f"map {sum(x * x for x in range(1000))}" in stdout
@@ -513,7 +595,7 @@ def user_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Path) -> None:
-    stdout = run_script(
+    proc = run_script(
         tmp_path,
         COMMON
         + """
@@ -529,6 +611,7 @@ def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Pat
         PARALLELIZE_BACKEND="dask",
         PARALLELIZE_DASK_ADDRESS=user_cluster,
     )
+    stdout = proc.stdout
     assert "script class True 11 2" in stdout
     assert "closure 6" in stdout
     assert f"map {sum(x * x for x in range(1000))}" in stdout
@@ -536,6 +619,8 @@ def test_a_user_cluster_through_the_environment(user_cluster: str, tmp_path: Pat
     assert "crashed after runs 1" in stdout
     assert "after the crash 36" in stdout
     assert "timeout True" in stdout
+    # dask's default allowed-failures (3): said once, with the setting that fixes it
+    assert proc.stderr.count("has allowed-failures=3") == 1, proc.stderr
     import distributed
 
     # a cluster we did not start keeps running and serving (see test_shutdown_leaves_a_cluster...)

@@ -259,3 +259,50 @@ def test_parent_killed_leaves_no_process(
     script.finish()
     assert script.proc.returncode == -signal.SIGKILL
     _no_process_left(script, pids)
+
+
+FINALISER_SCRIPT = textwrap.dedent(
+    """
+    import signal
+    import sys
+
+    from tests import fault_tasks, workers
+
+
+    class Dropped:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C lands while a finaliser runs
+
+
+    if __name__ == "__main__":
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        hanging = fault_tasks.decorated_hang(sys.argv[1])  # never ends: only Ctrl-C ends the wait
+        try:
+            Dropped()
+            hanging.result()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        else:
+            print("lost", flush=True)
+    """
+)
+
+
+def test_ctrl_c_raised_inside_a_finaliser_still_interrupts(tmp_path: Path) -> None:
+    """Python drops an exception raised in ``__del__``, KeyboardInterrupt included ("Exception
+    ignored in ..."); a Ctrl-C that arrives while the main thread runs one (a dropped map's
+    ``__del__`` cancelling its chunks, for one) must still interrupt the wait that follows."""
+    path = tmp_path / "finaliser.py"
+    path.write_text(FINALISER_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(path), str(tmp_path / "marker")],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=45,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interrupted"], proc.stderr
+    assert "Exception ignored" not in proc.stderr

@@ -48,6 +48,21 @@ def _queued_behind(
     return first, queued
 
 
+def _fence(pool: Pool, log: Path, values: list[int]) -> list[Future[int]]:
+    """Queue tasks one after another behind the held one, each waited for until written.
+
+    ``cancel()`` only asks the dispatcher to send a SKIP. The dispatcher takes stops before new
+    work on each turn, so a task submitted after the cancel and seen written to the worker was
+    written after the SKIP, unless the stop came in during the turn that wrote it; the second
+    task closes that gap. The worker reads everything in its pipe before choosing its next task.
+    """
+    fences = []
+    for value in values:
+        fences.append(pool.submit(pt.step, str(log), value))
+        wait_until(fences[-1].running, 30, "the fence task to be queued in the worker")
+    return fences
+
+
 def test_many_small_tasks_keep_their_results_and_order(start_method: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
     with Pool(2, start_method=start_method) as pool:
@@ -63,10 +78,11 @@ def test_a_cancelled_queued_task_never_runs_and_costs_no_worker(pool1: Pool, tmp
     first, (doomed, kept) = _queued_behind(pool1, log, release, [1, 2])
     assert doomed.cancel()
     assert doomed.cancelled()
+    fences = _fence(pool1, log, [3, 4])
     release.touch()
     assert first.result(timeout=30) == 0
-    assert kept.result(timeout=30) == 2
-    assert pool1.submit(pt.step, str(log), 3).result(timeout=30) == 3
+    assert [f.result(timeout=30) for f in [kept, *fences]] == [2, 3, 4]
+    assert pool1.submit(pt.step, str(log), 5).result(timeout=30) == 5
     assert 1 not in pt.runs(str(log))
     assert pool1.worker_pids() == pid  # dropped by the worker, not by stopping it
 

@@ -26,7 +26,7 @@ from parallelize import Future, Pool, PoolClosed, PoolState, WorkerCrashed, _con
 
 from . import reliability_tasks as rt
 from . import workers
-from .conftest import child_pids, infrastructure_pids, wait_until
+from .conftest import child_pids, infrastructure_pids, is_pool_thread, wait_until
 
 WAIT = 60
 SUBMITTERS = 16
@@ -211,7 +211,7 @@ def _quiesce() -> None:
 
     wait_until(no_children, WAIT, "the workers to exit")
     wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name.startswith("parallelize-")],
+        lambda: not [t for t in threading.enumerate() if is_pool_thread(t.name)],
         WAIT,
         "parallelize threads to end",
     )

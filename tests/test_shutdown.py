@@ -26,7 +26,7 @@ import parallelize
 from parallelize import Pool, PoolClosed, PoolState, WorkerCrashed, _config
 
 from . import lifecycle_tasks, workers
-from .conftest import child_pids, infrastructure_pids, pid_alive, proc_stat, wait_until
+from .conftest import child_pids, infrastructure_pids, is_pool_thread, pid_alive, proc_stat, wait_until
 
 RESULT_TIMEOUT = 30
 # "A script exits promptly": generous, since a loaded 2-core machine starts Pythons slowly.
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _parallelize_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("parallelize-") and t.is_alive()]
+    return [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
 
 
 def _state_of(pid: int) -> str | None:

@@ -11,9 +11,11 @@ Where dask is weaker than our contract, the backend makes up for it:
 * Timeouts: dask has none per task. The worker arms a timer when the function starts (queueing
   does not count); when it fires, the worker logs a ``parallelize-timeout`` event, and we fail the
   task with ``TaskTimeout``, cancel its dask future and restart that worker through its nanny (a
-  thread cannot be stopped; the process can).
+  thread cannot be stopped; the process can). In a map chunk the timer is per item: the event
+  carries the outcomes of the items before the slow one, and the rest of the chunk runs again
+  (``_record``).
 * Cancelling a running task: the dask future is cancelled, and the worker running it (asked with
-  ``client.run``) is restarted the same way.
+  ``client.run``) is restarted the same way. Ctrl-C in a caller's wait cancels all of them.
 * Crashes: a worker that dies while running our task. Dask re-runs such a task on another worker
   up to ``allowed-failures`` times, then raises ``KilledWorker``. We listen to the scheduler's
   ``remove-worker`` events: an unexpected removal fails the tasks it was processing with
@@ -29,22 +31,17 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import itertools
-import os
-import pickle
 import queue
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .. import _logs
-from .._encode import _argument_error, _check_arguments
-from .._errors import PoolClosed, SerializationError, TaskTimeout, WorkerCrashed
-from .._futures import rebuild_exception, settle
-from .._outcomes import _after_attempts, _tries
-from .._task import CallTask, ChunkResult, ChunkTask, Task
+from .._errors import PoolClosed, TaskTimeout, WorkerCrashed
+from .._futures import settle
+from .._outcomes import _tries
+from .._task import Task
 from . import _cluster, _wire
+from ._record import Record, payload, token
 
 # distributed's Client, LocalCluster and Future are only partly typed (many methods have no
 # annotations, which mypy --strict refuses to call); they are handled as Any here, behind these names.
@@ -56,21 +53,7 @@ __all__ = ["DaskBackend"]
 
 # How long a restart of one worker (stop, and its nanny starting a new one) may take.
 RESTART_TIMEOUT = 60
-_counter = itertools.count(1)
 _Job = tuple[Callable[..., None], tuple[Any, ...]]
-
-
-class _Record:
-    """One of our tasks on the cluster: its dask future now, and what a re-submission needs."""
-
-    __slots__ = ("attempts", "dask", "key", "task", "token")
-
-    def __init__(self, task: Task, token: str) -> None:
-        self.task = task
-        self.token = token
-        self.attempts = 0
-        self.key = ""
-        self.dask: DaskFuture | None = None
 
 
 class DaskBackend:
@@ -81,8 +64,8 @@ class DaskBackend:
         self._cluster: LocalCluster | None
         self._client, self._cluster = _cluster.connect(address, workers)
         self._lock = threading.Lock()
-        self._records: dict[str, _Record] = {}  # by dask key; guarded by _lock
-        self._tokens: dict[str, _Record] = {}  # by token; guarded by _lock
+        self._records: dict[str, Record] = {}  # by dask key; guarded by _lock
+        self._tokens: dict[str, Record] = {}  # by token; guarded by _lock
         self._restarted: set[str] = set()  # worker addresses we restarted ourselves
         self._closed = False
         # One helper thread runs the blocking client calls that event handlers ask for (cancel,
@@ -107,52 +90,16 @@ class DaskBackend:
     # -- the seam ----------------------------------------------------------------------------------
 
     def _encode(self, task: Task) -> None:
-        handle = task.function
-        reference = handle._facts.reference  # by name, or None: no by-value pickle made for nothing
-        part = _wire.function_part(reference, handle.function) if reference else handle.function
-        options = task.options
-        if isinstance(task, CallTask):
-            message: tuple[Any, ...] = (_wire.CALL, part, task.args, task.kwargs)
-            timeout = options.timeout
-        else:
-            assert isinstance(task, ChunkTask)
-            message = (_wire.CHUNK, part, task.items, task.bare)
-            timeout = None  # per-item time limits inside a chunk are not enforced on dask
-        message += (options.retries, options.retry_on, timeout, handle.label, _logs.levels()[1])
-        try:
-            task.payload = _wire.dumps(message)
-        except Exception as exc:
-            raise self._encoding_error(task, part, exc) from exc
-
-    def _encoding_error(self, task: Task, part: object, exc: Exception) -> SerializationError:
-        handle = task.function
-        if not isinstance(part, tuple):
-            try:
-                _wire.dumps(part)
-            except Exception as error:  # noqa: BLE001 - the function itself is the culprit
-                return SerializationError(
-                    f"{handle.label} cannot be sent to a dask worker: it is neither importable by "
-                    f"name nor picklable by value ({type(error).__name__}: {error})"
-                )
-        if isinstance(task, CallTask):
-            return _argument_error(handle, task.args, task.kwargs, exc)
-        assert isinstance(task, ChunkTask)
-        try:
-            for item in task.items:
-                _check_arguments(handle, (item,) if task.bare else item, {}, exc)
-        except SerializationError as named:
-            return named
-        return SerializationError(
-            f"the arguments of a map over {handle.label} could not be pickled: {type(exc).__name__}: {exc}"
-        )
+        task.payload = payload(task, 0)
 
     def _enqueue(self, task: Task) -> None:
         if self._closed:
             raise PoolClosed(f"the dask backend is shut down, so {task.describe()} was not submitted")
-        record = _Record(task, f"{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:12]}")
+        record = Record(task, token())
         with self._lock:
             self._tokens[record.token] = record
         self._submit(record)
+        task.future._engine = self  # Ctrl-C in its result() interrupts our work (see interrupt)
         task.future.add_done_callback(lambda future: self._settled(record, future))
 
     def _capacity(self) -> int:
@@ -163,11 +110,9 @@ class DaskBackend:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def _submit(self, record: _Record) -> None:
+    def _submit(self, record: Record) -> None:
         record.attempts += 1
-        # a key per submission, never reused: a key still known to the client would hand back
-        # the old future (and its error) instead of running the task again
-        record.key = f"parallelize-{record.task.function.label}-{record.token}-{next(_counter)}"
+        record.key = record.next_key()
         with self._lock:
             self._records[record.key] = record
         future = self._client.submit(
@@ -182,7 +127,7 @@ class DaskBackend:
         record.dask = future
         self._client.loop.add_callback(self._watch, record, future)
 
-    async def _watch(self, record: _Record, future: DaskFuture) -> None:
+    async def _watch(self, record: Record, future: DaskFuture) -> None:
         from distributed.scheduler import KilledWorker
 
         try:
@@ -198,36 +143,9 @@ class DaskBackend:
         else:
             if record.dask is future:
                 self._forget(record)
-                self._finish(record, data)
+                record.finish(data)
 
-    def _finish(self, record: _Record, reply: tuple[bytes, list[Any]]) -> None:
-        task = record.task
-        data, forwarded = reply
-        if forwarded:
-            _logs.replay_all(forwarded, task)
-        try:
-            ok, value, attempts = pickle.loads(data)
-        except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
-            error = SerializationError(
-                f"the result of {task.describe()} could not be unpickled here: {type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            settle(task.future, error=error)
-            return
-        where = f"{task.describe()} on a dask worker"
-        if not ok:
-            settle(task.future, error=_after_attempts(rebuild_exception(value, where), attempts))
-        elif not isinstance(task, ChunkTask):
-            settle(task.future, value)
-        else:
-            values, envelopes, seconds = value
-            errors = {
-                index: rebuild_exception(envelope, f"{task.describe_item(index)} on a dask worker")
-                for index, envelope in envelopes.items()
-            }
-            settle(task.future, ChunkResult(values, errors, seconds))
-
-    def _lost(self, record: _Record, future: DaskFuture, worker: str) -> None:
+    def _lost(self, record: Record, future: DaskFuture, worker: str) -> None:
         """The worker running ``record`` went away (a crash, or a restart of ours)."""
         if record.dask is not future or record.task.future.done():
             return
@@ -247,7 +165,7 @@ class DaskBackend:
 
         self._fail_or_retry(record, error)
 
-    def _fail_or_retry(self, record: _Record, error: Callable[[int], BaseException]) -> None:
+    def _fail_or_retry(self, record: Record, error: Callable[[int], BaseException]) -> None:
         future, record.dask = record.dask, None
         if future is not None:
             self._later(_cancel, future)
@@ -257,23 +175,25 @@ class DaskBackend:
         self._forget(record)
         settle(record.task.future, error=error(record.attempts))
 
-    def _resubmit(self, record: _Record) -> None:
+    def _resubmit(self, record: Record, rest: bool = False) -> None:
         if record.task.future.done():
             return
         try:
+            if rest:
+                record.task.payload = payload(record.task, record.offset)
             self._submit(record)
         except BaseException as exc:  # noqa: BLE001 - e.g. the client closed: the caller hears of it
             self._forget(record)
             settle(record.task.future, error=exc)
 
-    def _forget(self, record: _Record) -> None:
+    def _forget(self, record: Record) -> None:
         with self._lock:
             self._records.pop(record.key, None)
             self._tokens.pop(record.token, None)
 
     # -- events from the cluster (on the client's event loop) --------------------------------------
 
-    def _on_timeout(self, event: tuple[float, dict[str, str]]) -> None:
+    def _on_timeout(self, event: tuple[float, dict[str, Any]]) -> None:
         _, message = event
         with self._lock:
             record = self._tokens.get(message.get("token", ""))
@@ -282,6 +202,9 @@ class DaskBackend:
         worker = message.get("worker", "?")
         task = record.task
         limit = task.options.timeout or 0.0
+        if "index" in message:
+            self._item_timed_out(record, worker, message["done"], limit)
+            return
 
         def error(attempts: int) -> BaseException:
             return TaskTimeout(
@@ -293,6 +216,22 @@ class DaskBackend:
         future = record.dask
         self._fail_or_retry(record, error)
         self._later(self._restart, worker, future)
+
+    def _item_timed_out(self, record: Record, worker: str, done: bytes, limit: float) -> None:
+        """An item of a chunk ran past its limit: restart the worker, and run the rest of the
+        chunk under a new token (the old run's events are stale)."""
+        self._restarted.add(worker)
+        future, record.dask = record.dask, None
+        with self._lock:
+            self._records.pop(record.key, None)
+            self._tokens.pop(record.token, None)
+        self._later(self._restart, worker, future)
+        if record.time_out_item(done, worker, limit):
+            return
+        record.token = token()
+        with self._lock:
+            self._tokens[record.token] = record
+        self._later(self._resubmit, record, True)
 
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
         _, message = event
@@ -309,7 +248,21 @@ class DaskBackend:
 
     # -- stopping tasks ----------------------------------------------------------------------------
 
-    def _settled(self, record: _Record, future: concurrent.futures.Future[Any]) -> None:
+    def interrupt(self) -> None:
+        """Ctrl-C while a caller waits for one of our futures: as on a pool, every task of ours
+        submitted so far is cancelled, queued or running (running ones stop with their worker's
+        restart, see ``_stop``). The backend stays usable."""
+        with self._lock:
+            records = list(self._tokens.values())
+        for record in records:
+            record.task.future.cancel()
+
+    def stop(self, task: Task) -> None:
+        """Stop one task (``Future.cancel`` asks this only of a running future; ours stay
+        pending while dask holds them, and a plain cancel reaches ``_settled``)."""
+        task.future.cancel()
+
+    def _settled(self, record: Record, future: concurrent.futures.Future[Any]) -> None:
         if not future.cancelled():
             return
         dask_future, record.dask = record.dask, None

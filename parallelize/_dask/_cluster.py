@@ -33,7 +33,9 @@ def connect(address: str | None, workers: int) -> tuple[Client, LocalCluster | N
     distributed: Any = importlib.import_module("distributed")  # untyped constructors: see Client
 
     if address:
-        return distributed.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT), None
+        client = distributed.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+        _check_settings(client)
+        return client, None
     current = _current_client()
     if current is not None:
         client = distributed.Client(
@@ -42,6 +44,7 @@ def connect(address: str | None, workers: int) -> tuple[Client, LocalCluster | N
             set_as_default=False,
             timeout=CONNECT_TIMEOUT,
         )
+        _check_settings(client)
         return client, None
     cluster = start_embedded(workers)
     try:
@@ -79,3 +82,29 @@ def _current_client() -> Client | None:
         return distributed.default_client()
     except ValueError:
         return None
+
+
+def _check_settings(client: Client) -> None:
+    """Say once, on connecting to a cluster we did not start, what its settings cost us.
+
+    With ``allowed-failures`` above 0 (dask's default is 3) the scheduler may start a task whose
+    worker died once more elsewhere before our cancel reaches it: the caller still gets
+    WorkerCrashed at once, but the task may run (and crash) again. We never change a cluster
+    that is not ours; the warning names the setting that fixes it.
+    """
+    try:
+        allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    except Exception:  # noqa: BLE001 - a scheduler that refuses to run code: nothing to say
+        return
+    if isinstance(allowed, int) and allowed > 0:
+        log.warning(
+            "the dask scheduler at %s has allowed-failures=%d: a task whose worker dies fails at once "
+            "with WorkerCrashed, but the scheduler may start it once more on another worker first; "
+            "set distributed.scheduler.allowed-failures to 0 in the scheduler's configuration to "
+            "prevent that",
+            client.scheduler.address,
+            allowed,
+        )
+
+
+log = logging.getLogger("parallelize")

@@ -130,7 +130,11 @@ def _run(payload: bytes, token: str, attempt: int) -> bytes:
         function = _load(part)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this task only
         return _reply((False, envelope(_unpickling_error(exc)), attempt))
-    watchdog = _watchdog(timeout, token) if timeout else None
+    if kind == CHUNK and timeout:
+        limit = (timeout, token, label)
+        values, errors = _run_chunk_timed(function, first, second, attempt, (retries, retry_on), limit)
+        return _chunk_reply(label, values, errors, time.perf_counter() - started, attempt)
+    watchdog = _watchdog(timeout, token, {}) if timeout else None
     try:
         if kind == CALL:
             ok, value, attempt = _attempt(function, first, second, attempt, retries, retry_on)
@@ -184,6 +188,38 @@ def _run_chunk(
     return run_items(function, items, bare, failed), errors
 
 
+def _run_chunk_timed(
+    function: Callable[..., Any],
+    items: list[Any],
+    bare: bool,
+    attempt: int,
+    retry: tuple[int, tuple[type[BaseException], ...]],
+    limit: tuple[float, str, str],
+) -> tuple[list[Any], dict[int, Any]]:
+    """A chunk whose items each have a time limit: a watchdog per item. When one fires, its event
+    carries the results of the items before it (``done``), which the restart then loses here."""
+    (retries, retry_on), (timeout, token, label) = retry, limit
+    values: list[Any] = []
+    errors: dict[int, Any] = {}
+    started = time.perf_counter()
+    for index, item in enumerate(items):
+
+        def done(index: int = index, item_started: float = time.perf_counter()) -> bytes:
+            finished = {i: error for i, error in errors.items() if i < index}
+            return _chunk_reply(label, values[:index], finished, item_started - started, attempt)
+
+        watchdog = _watchdog(timeout, token, {"index": index}, done)
+        try:
+            args = (item,) if bare else item
+            ok, value, _ = _attempt(function, args, {}, attempt if index == 0 else 1, retries, retry_on)
+        finally:
+            watchdog.cancel()
+        values.append(value if ok else None)
+        if not ok:
+            errors[index] = envelope(value)
+    return values, errors
+
+
 def _chunk_reply(
     label: str, values: list[Any], errors: dict[int, Any], seconds: float, attempt: int
 ) -> bytes:
@@ -199,16 +235,24 @@ def _chunk_reply(
         return dumps_result((True, (values, errors, seconds), attempt))
 
 
-def _watchdog(timeout: float, token: str) -> threading.Timer:
-    """Tell the caller, through a dask event, that this task ran past its limit; the caller then
-    restarts this worker (the only way to stop a thread), so nothing here stops the task."""
+def _watchdog(
+    timeout: float, token: str, details: dict[str, Any], done: Callable[[], bytes] | None = None
+) -> threading.Timer:
+    """Tell the caller, through a dask event, that this task (or item: ``details``) ran past its
+    limit; the caller then restarts this worker (the only way to stop a thread), so nothing here
+    stops the task."""
     from distributed import get_worker
 
     worker = get_worker()
     address = worker.address
-    timer = threading.Timer(
-        timeout, lambda: worker.log_event(TIMEOUT_TOPIC, {"token": token, "worker": address})
-    )
+
+    def fire() -> None:
+        message = {"token": token, "worker": address, **details}
+        if done is not None:
+            message["done"] = done()
+        worker.log_event(TIMEOUT_TOPIC, message)
+
+    timer = threading.Timer(timeout, fire)
     timer.daemon = True
     timer.start()
     return timer
