@@ -22,8 +22,11 @@ teardown checks that they, and the workers under their nannies, are gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copyreg
+import io
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -39,7 +42,7 @@ import pytest
 import parallelize
 from parallelize import SerializationError, TaskTimeout, WorkerCrashed, _config, _shm, in_process, parallel
 
-from . import dask_tasks
+from . import dask_tasks, forward_tasks
 
 if TYPE_CHECKING:
     import distributed
@@ -350,6 +353,40 @@ def test_retry_on_reruns_the_call(local: distributed.Client, tmp_path: Path) -> 
         parallel(backend="dask", retries=1, retry_on=ConnectionError)(dask_tasks.flaky)(
             str(tmp_path / "b"), 5
         ).result(timeout=SLOW)
+
+
+def test_output_and_records_come_back_with_the_result(local: distributed.Client) -> None:
+    """Issue 11 on dask: kept by the task's thread, replayed before the future settles."""
+    log = forward_tasks.log
+    saved = log.level, log.propagate
+    collect: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = collect.append  # type: ignore[method-assign]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    out, err = io.StringIO(), io.StringIO()
+    at_settle: list[str] = []
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            future = parallel(backend="dask")(forward_tasks.chatter)(3)
+            future.add_done_callback(lambda _: at_settle.append(out.getvalue()))
+            assert future.result(timeout=SLOW) == 3
+            pid = parallel(backend="dask")(forward_tasks.log_all)(5).result(timeout=SLOW)
+            assert list(parallel(backend="dask")(forward_tasks.chatter).map(range(4))) == [0, 1, 2, 3]
+    finally:
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+        log.removeHandler(handler)
+    assert at_settle == ["out 3 a\nout 3 b\npartial 3"]
+    for x in range(4):
+        assert f"out {x} a\nout {x} b\npartial {x}" in out.getvalue()
+    assert sorted(err.getvalue().splitlines()) == ["err 0", "err 1", "err 2", "err 3", "err 3"]
+    assert [record.getMessage() for record in collect] == ["info 5", "warning 5", "failed 5"]
+    assert pid != os.getpid()
+    assert all(record.process == pid for record in collect)
+    assert "ValueError: bad 5" in (collect[-1].exc_text or "")
+    assert all(getattr(r, "taskName", None) == "tests.forward_tasks.log_all(5)" for r in collect)
 
 
 def test_shutdown_leaves_a_cluster_we_did_not_start(local: distributed.Client) -> None:
