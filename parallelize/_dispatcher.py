@@ -49,6 +49,7 @@ from ._channel import WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
 from ._futures import cancel_running
 from ._inbox import Inbox
+from ._initializer import Initializer
 from ._poller import Poller
 from ._replies import Replies
 from ._scheduler import Scheduler
@@ -62,7 +63,7 @@ class Dispatcher:
         self,
         context: BaseContext,
         size: int,
-        initializer: bytes | None,
+        initializer: Initializer | None,
         *,
         name: str,
         on_exit: Callable[[], None],

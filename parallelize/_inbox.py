@@ -8,7 +8,7 @@ waits on beside its workers' pipes, so one ``wait()`` hears both and nothing pol
 * ``interrupt``: Ctrl-C in a caller waiting on this pool (cancel and stop everything submitted
   before it, and nothing submitted after it: the caller may catch the KeyboardInterrupt and go
   on using the pool at once, before the dispatcher has acted on it);
-* ``close``: shutdown, optionally cancelling what waits and stopping what runs;
+* ``close``: shutdown, optionally cancelling what waits, and optionally stopping what runs;
 * ``restart``: replace every worker (idle ones now, busy ones after their task), losing nothing.
 """
 
@@ -69,9 +69,11 @@ class Inbox:
         """
         self._cancel_queued(stop_running=True, closing=False)
 
-    def close(self, cancel_pending: bool) -> None:
-        if cancel_pending:
-            self._cancel_queued(stop_running=True, closing=True)
+    def close(self, cancel_pending: bool, *, cancel_queued: bool = False) -> None:
+        """``cancel_pending``: cancel what waits and stop what runs (ours); ``cancel_queued``:
+        cancel only what waits, and let what runs finish (``Executor``'s ``cancel_futures``)."""
+        if cancel_pending or cancel_queued:
+            self._cancel_queued(stop_running=cancel_pending, closing=True)
         else:
             with self.lock:
                 self.closing = True

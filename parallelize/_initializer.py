@@ -1,0 +1,98 @@
+"""A pool's initializer and its arguments, on their way to each new worker.
+
+The function is pickled once, when the ``Pool`` is made (as it is then, like every function the
+pool sends). The arguments travel one of two ways:
+
+* **as bytes**, pickled with the package's own pickler when the ``Pool`` is made: what can go that
+  way does (functions and classes of ``__main__`` included, which multiprocessing's pickler sends
+  by name only), and a mistake shows at ``Pool()``, not in a worker;
+* **by inheritance**, as multiprocessing passes a ``Process``'s arguments: objects that may only
+  be shared with a process while it starts (a ``multiprocessing.Queue``, ``Lock``, ``Semaphore``,
+  ``Value``, a ``Connection``...) refuse any other pickle with "should only be shared between
+  processes through inheritance". Those arguments ride along as the worker ``Process``'s own
+  arguments, so multiprocessing hands them over at each worker's start, on spawn and forkserver
+  alike (fork copies them). That is how ``ProcessPoolExecutor`` does it, and how the
+  ``QueueHandler`` logging recipe gives every worker the one queue.
+
+``Pool()`` still checks the second way up front: it pickles the arguments as a worker start would
+(multiprocessing's pickler, inside a stand-in for a starting process that hands out no
+descriptor), so a lambda, or a lock made in another start method's context, fails there with a
+message naming ``initargs``, not in the dispatcher when the first worker starts.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing.context
+from typing import Any, NamedTuple
+
+from ._errors import SerializationError
+from ._serialize import dumps, loads, resolve
+
+__all__ = ["Initializer", "make_initializer", "run_initializer"]
+
+# What multiprocessing objects say when pickled outside a process start (context.assert_spawning).
+_INHERITANCE = "through inheritance"
+
+
+class Initializer(NamedTuple):
+    function: bytes  # pickled (key, definition) of the function's handle
+    args: bytes | None  # the arguments pickled at Pool(), or None: they go by inheritance
+    inherited: tuple[Any, ...]  # the arguments themselves when they go by inheritance
+
+
+def make_initializer(
+    function: Any, key: object, definition: bytes | None, initargs: tuple[Any, ...], start_method: str
+) -> Initializer:
+    name = getattr(function, "__qualname__", repr(function))
+    try:
+        return Initializer(dumps((key, definition)), dumps(initargs), ())
+    except RuntimeError as exc:
+        if _INHERITANCE not in str(exc):
+            raise _refused(name, exc) from exc
+    except Exception as exc:
+        raise _refused(name, exc) from exc
+    if start_method != "fork":
+        _check_at_start(name, initargs)
+    return Initializer(dumps((key, definition)), None, initargs)
+
+
+def run_initializer(spec: Initializer) -> None:
+    """In the worker, before its first task."""
+    key, definition = loads(spec.function)
+    function = loads(definition) if definition is not None else resolve(*key[1:])
+    args = loads(spec.args) if spec.args is not None else spec.inherited
+    function(*args)
+
+
+def _refused(name: str, exc: BaseException) -> SerializationError:
+    return SerializationError(
+        f"Pool(initargs=...) for {name} cannot be sent to the workers: {type(exc).__name__}: {exc}; "
+        f"pass arguments that pickle, or multiprocessing objects made with this pool's start "
+        f"method's context (multiprocessing.get_context(method).Queue() and the like)"
+    )
+
+
+class _CheckingPopen:
+    """Stands in for a starting process while ``_check_at_start`` pickles: multiprocessing asks it
+    to pass descriptors on, and it passes none (the pickle is thrown away)."""
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return fd
+
+    @staticmethod
+    def DupFd(fd: int) -> int:  # noqa: N802 - multiprocessing's name for it
+        return fd
+
+
+def _check_at_start(name: str, initargs: tuple[Any, ...]) -> None:
+    from multiprocessing.reduction import ForkingPickler
+
+    multiprocessing.context.set_spawning_popen(_CheckingPopen())  # type: ignore[arg-type]
+    try:
+        ForkingPickler(io.BytesIO(), 4).dump(initargs)
+    except Exception as exc:
+        raise _refused(name, exc) from exc
+    finally:
+        multiprocessing.context.set_spawning_popen(None)
