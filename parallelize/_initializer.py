@@ -82,7 +82,7 @@ class _CheckingPopen:
         return fd
 
     @staticmethod
-    def DupFd(fd: int) -> int:  # noqa: N802 - multiprocessing's name for it
+    def DupFd(fd: int) -> int:
         return fd
 
 

@@ -196,7 +196,9 @@ class Pool(concurrent.futures.Executor):
         mapping._refill_or_close()  # Executor.map's work starts now, not at the first next()
         return mapping
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, cancel_pending: bool = False) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, cancel_pending: bool = False
+    ) -> None:
         """Stop accepting work, and finish what was submitted.
 
         ``cancel_futures=True`` (``Executor``'s) cancels what has not started and lets what is

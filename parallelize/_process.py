@@ -124,7 +124,9 @@ class ProcessBackend:
     def _capacity(self) -> int:
         return self._workers
 
-    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False, cancel_queued: bool = False) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_pending: bool = False, cancel_queued: bool = False
+    ) -> None:
         with self._lock:
             dispatcher = self._dispatcher
             if self._state is PoolState.NEW:
