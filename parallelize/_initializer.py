@@ -3,16 +3,17 @@
 The function is pickled once, when the ``Pool`` is made (as it is then, like every function the
 pool sends). The arguments travel one of two ways:
 
-* **as bytes**, pickled with the package's own pickler when the ``Pool`` is made: what can go that
-  way does (functions and classes of ``__main__`` included, which multiprocessing's pickler sends
-  by name only), and a mistake shows at ``Pool()``, not in a worker;
-* **by inheritance**, as multiprocessing passes a ``Process``'s arguments: objects that may only
-  be shared with a process while it starts (a ``multiprocessing.Queue``, ``Lock``, ``Semaphore``,
-  ``Value``, a ``Connection``...) refuse any other pickle with "should only be shared between
-  processes through inheritance". Those arguments ride along as the worker ``Process``'s own
-  arguments, so multiprocessing hands them over at each worker's start, on spawn and forkserver
-  alike (fork copies them). That is how ``ProcessPoolExecutor`` does it, and how the
-  ``QueueHandler`` logging recipe gives every worker the one queue.
+* **as bytes**, pickled with the package's own pickler when the ``Pool`` is made, unless they hold
+  a multiprocessing object (functions and classes of ``__main__`` go by value this way, where
+  multiprocessing's pickler sends them by name only);
+* **by inheritance**, as multiprocessing passes a ``Process``'s arguments, when they hold an object
+  that multiprocessing pickles its own way (``_Detector``): a ``Queue``, ``Lock``, ``Semaphore``,
+  ``Event``, ``Value``, a ``Connection``. Some refuse any other pickle ("should only be shared
+  between processes through inheritance"); others would pickle, wrongly, as a copy of a
+  descriptor number. Those arguments ride along as the worker ``Process``'s own arguments, so
+  multiprocessing hands them over at each worker's start, on spawn and forkserver alike (fork
+  copies them). That is how ``ProcessPoolExecutor`` does it, and how the ``QueueHandler`` logging
+  recipe gives every worker the one queue.
 
 ``Pool()`` still checks the second way up front: it pickles the arguments as a worker start would
 (multiprocessing's pickler, inside a stand-in for a starting process that hands out no
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing.context
+import pickle
 from typing import Any, NamedTuple
 
 from ._errors import SerializationError
@@ -45,16 +47,18 @@ def make_initializer(
     function: Any, key: object, definition: bytes | None, initargs: tuple[Any, ...], start_method: str
 ) -> Initializer:
     name = getattr(function, "__qualname__", repr(function))
-    try:
-        return Initializer(dumps((key, definition)), dumps(initargs), ())
-    except RuntimeError as exc:
-        if _INHERITANCE not in str(exc):
+    pickled = dumps((key, definition))
+    if not _needs_inheritance(initargs):
+        try:
+            return Initializer(pickled, dumps(initargs), ())
+        except RuntimeError as exc:
+            if _INHERITANCE not in str(exc):  # else: an object we did not recognise says so
+                raise _refused(name, exc) from exc
+        except Exception as exc:
             raise _refused(name, exc) from exc
-    except Exception as exc:
-        raise _refused(name, exc) from exc
     if start_method != "fork":
         _check_at_start(name, initargs)
-    return Initializer(dumps((key, definition)), None, initargs)
+    return Initializer(pickled, None, initargs)
 
 
 def run_initializer(spec: Initializer) -> None:
@@ -71,6 +75,35 @@ def _refused(name: str, exc: BaseException) -> SerializationError:
         f"pass arguments that pickle, or multiprocessing objects made with this pool's start "
         f"method's context (multiprocessing.get_context(method).Queue() and the like)"
     )
+
+
+class _Inherit(Exception):
+    pass
+
+
+class _Detector(pickle.Pickler):
+    """Finds objects that multiprocessing pickles its own way: its own types (locks, queues,
+    events, shared values) and what it registers a reducer for (connections, sockets, shared
+    ctypes). Any other pickler would copy such an object's state, and a descriptor or a
+    semaphore handle copied by value means nothing in another process."""
+
+    def reducer_override(self, obj: object) -> Any:
+        from multiprocessing.reduction import ForkingPickler
+
+        kind = type(obj)
+        if kind in ForkingPickler._extra_reducers or kind.__module__.startswith("multiprocessing."):  # type: ignore[attr-defined]
+            raise _Inherit
+        return NotImplemented
+
+
+def _needs_inheritance(initargs: tuple[Any, ...]) -> bool:
+    try:
+        _Detector(io.BytesIO(), pickle.HIGHEST_PROTOCOL).dump(initargs)
+    except _Inherit:
+        return True
+    except Exception:  # noqa: BLE001 - not ours to judge here: dumps() reports it
+        return False
+    return False
 
 
 class _CheckingPopen:

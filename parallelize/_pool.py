@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _settings
 from ._backends import submit_call
+from ._errors import PoolClosed
 from ._functions import handle_for
 from ._futures import Future
 from ._initializer import Initializer, make_initializer
@@ -83,7 +84,8 @@ class Pool(concurrent.futures.Executor):
             if max_memory_per_worker is None
             else _settings.parse_memory(max_memory_per_worker)
         )
-        self._workers = settings.workers if workers is None else _settings.check_workers(workers)
+        name = "workers" if max_workers is None else "max_workers"  # the name the caller used
+        self._workers = settings.workers if workers is None else _settings.check_workers(workers, name)
         self._start_method = _settings.check_start_method(start_method or settings.start_method)
         self._initializer: Initializer | None = None
         if initializer is not None:
@@ -186,6 +188,8 @@ class Pool(concurrent.futures.Executor):
         the map goes on). Unlike ``Executor.map`` the input is read as the output is consumed,
         a few chunks ahead, never all at once, and a failed item does not end the map.
         """
+        if self._backend.state in (PoolState.CLOSING, PoolState.CLOSED):
+            raise PoolClosed("the pool is shut down, so map() was not started; create a new Pool")
         options = options_of(fn)
         if item_timeout is not None:
             options = options._replace(timeout=check_timeout(item_timeout))
