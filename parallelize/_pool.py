@@ -181,12 +181,14 @@ class Pool(concurrent.futures.Executor):
     ) -> MapIterator[Any]:
         """Like ``builtins.map``, run in the workers: ordered, chunked automatically.
 
-        As ``Executor.map``: the work starts at this call, and ``timeout`` is a deadline for the
-        whole map, counted from this call; a result not ready by then raises TimeoutError from
-        ``next()``, and the map's remaining work is cancelled. ``item_timeout`` is this pool's
-        own: it bounds each item's running time, even inside a chunk (TaskTimeout for that item,
-        the map goes on). Unlike ``Executor.map`` the input is read as the output is consumed,
-        a few chunks ahead, never all at once, and a failed item does not end the map.
+        As ``Executor.map``, ``timeout`` is a deadline for the whole map, counted from this call;
+        a result not ready by then raises TimeoutError from ``next()``, and the map's remaining
+        work is cancelled. ``item_timeout`` is this pool's own: it bounds each item's running
+        time, even inside a chunk (TaskTimeout for that item, the map goes on). Unlike
+        ``Executor.map``, the map is lazy like ``builtins.map``: it starts (and takes its one
+        snapshot of ``fn``) at the first ``next()``, reads the input a few chunks ahead of the
+        output, never all at once, and a failed item does not end it (README "Compatibility with
+        concurrent.futures").
         """
         if self._backend.state in (PoolState.CLOSING, PoolState.CLOSED):
             raise PoolClosed("the pool is shut down, so map() was not started; create a new Pool")
@@ -197,7 +199,6 @@ class Pool(concurrent.futures.Executor):
         mapping = map_items(self._backend, handle_for(fn), zip_arguments(iterables), chunksize, options)
         if timeout is not None:
             mapping._deadline, mapping._timeout = deadline, timeout
-        mapping._refill_or_close()  # Executor.map's work starts now, not at the first next()
         return mapping
 
     def shutdown(

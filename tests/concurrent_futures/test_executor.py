@@ -12,9 +12,8 @@ import multiprocessing
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -86,34 +85,43 @@ def test_map_raises_a_failed_item_s_error_at_its_place(executor: Executor, kind:
         assert list(results) == []
 
 
-def test_map_timeout_is_a_deadline_for_the_whole_map(gated: tuple[Executor, Gate]) -> None:
-    executor, gate = gated
-    results = executor.map(tasks.gated, [0], timeout=0.5)
-    gate.wait_started(1)
-    with pytest.raises(concurrent.futures.TimeoutError):
-        next(results)
-    gate.open()  # the control's task runs on (Pool's was stopped); either way it must end
+def test_map_timeout_is_a_deadline_for_the_whole_map(kind: Kind) -> None:
+    gate = Gate(kind.method)
+    executor = kind.make(**gate.initargs())
+    try:
+        results = executor.map(tasks.gated, [0, 1], timeout=0.5)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            next(results)  # held by the gate: it cannot be ready in time
+    finally:
+        gate.open()  # the control's task runs on (Pool's was stopped); either way it must end
+        executor.shutdown(wait=True)
+        gate.close()
 
 
-def test_map_starts_its_work_at_the_call(gated: tuple[Executor, Gate], kind: Kind) -> None:
+def test_when_map_starts_and_how_far_it_reads(gated: tuple[Executor, Gate], kind: Kind) -> None:
     executor, gate = gated
-    results = executor.map(tasks.gated, range(3))
-    # Nothing was taken from the iterator yet, and the work is already running.
-    gate.wait_started(2)
-    gate.open()
-    assert list(results) == [0, 1, 2]
+    read: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(10_000):
+            read.append(i)
+            yield i
+
     if differs(kind, "map-reads-input-lazily"):
-        read: list[int] = []
-
-        def source() -> Any:
-            for i in range(10_000):
-                read.append(i)
-                yield i
-
         lazy = executor.map(tasks.square, source())
+        assert read == []  # nothing read, nothing submitted yet
         assert next(lazy) == 0
         assert len(read) < 10_000  # a few chunks ahead, not the whole input
         lazy.close()  # type: ignore[attr-defined]
+    else:
+        results = executor.map(tasks.gated, [0, 1, 2])
+        gate.wait_started(2)  # running before anything is taken from the iterator
+        gate.open()
+        assert list(results) == [0, 1, 2]
+        eager = executor.map(tasks.square, source())
+        assert len(read) == 10_000
+        assert next(eager) == 0
+        eager.close()  # type: ignore[attr-defined]
 
 
 def test_map_does_not_keep_results_it_has_yielded(executor: Executor) -> None:

@@ -107,9 +107,10 @@ DIFFERENCES: dict[str, Difference] = {
     ),
     "map-reads-input-lazily": Difference(
         control="map() reads every input item and submits them all at the call",
-        pool="map() submits a few chunks ahead at the call, and reads on as the results are "
-        "consumed; chunksize defaults to adaptive (chunksize=1 still means 1)",
-        reason="a map over a huge or endless generator runs in bounded memory",
+        pool="map() is lazy like builtins.map: it starts at the first next() and reads the input "
+        "a few chunks ahead of the output; chunksize defaults to adaptive (chunksize=1 still means 1)",
+        reason="a map over a huge or endless generator runs in bounded memory, and all its items "
+        "run one snapshot of the function, taken when it starts",
     ),
     "submit-timeout-keyword": Difference(
         control="submit(fn, timeout=5) passes timeout=5 to fn",
