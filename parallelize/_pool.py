@@ -12,6 +12,7 @@ import concurrent.futures
 import functools
 import time
 from collections.abc import Callable, Iterable
+from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _settings
@@ -67,7 +68,7 @@ class Pool(concurrent.futures.Executor):
         max_tasks_per_worker: int | None = None,
         max_memory_per_worker: int | str | None = None,
         max_workers: int | None = None,
-        mp_context: Any = None,
+        mp_context: BaseContext | None = None,
         max_tasks_per_child: int | None = None,
     ) -> None:
         workers = _one_of("workers", workers, "max_workers", max_workers)

@@ -233,7 +233,7 @@ def test_executor_names_and_ours_name_one_setting_each() -> None:
         with pytest.raises(TypeError, match="two names for one setting"):
             parallelize.Pool(**ours, **theirs)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="multiprocessing context"):
-        parallelize.Pool(mp_context="spawn")
+        parallelize.Pool(mp_context="spawn")  # type: ignore[arg-type]
 
 
 def test_map_item_timeout_is_ours_per_item(start_method: str) -> None:

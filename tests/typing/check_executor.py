@@ -57,3 +57,4 @@ def rejected() -> None:
         pool.shutdown(cancel_futures=1.5)  # type: ignore[arg-type]
     Pool(max_workers="2")  # type: ignore[arg-type]
     Pool(max_tasks_per_child="2")  # type: ignore[arg-type]
+    Pool(mp_context="spawn")  # type: ignore[arg-type]
