@@ -23,7 +23,7 @@ message naming ``initargs``, not in the dispatcher when the first worker starts.
 
 from __future__ import annotations
 
-import io
+import copyreg
 import multiprocessing.context
 import pickle
 from typing import Any, NamedTuple
@@ -96,9 +96,32 @@ class _Detector(pickle.Pickler):
         return NotImplemented
 
 
+class _Discard:
+    """Where the checking pickles go: nowhere. With large buffers passed out of band (protocol 5),
+    a check costs a walk over the arguments, not a copy of a model's weights."""
+
+    @staticmethod
+    def write(data: Any) -> None:
+        pass
+
+
+def _checking(pickler: type[pickle.Pickler]) -> pickle.Pickler:
+    return pickler(_Discard(), 5, buffer_callback=lambda _: False)  # False: out of band
+
+
+class _AsAtStart(pickle.Pickler):
+    """multiprocessing's ForkingPickler (copyreg's reducers and its own), taking keywords."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from multiprocessing.reduction import ForkingPickler
+
+        super().__init__(*args, **kwargs)
+        self.dispatch_table = {**copyreg.dispatch_table, **ForkingPickler._extra_reducers}  # type: ignore[attr-defined]
+
+
 def _needs_inheritance(initargs: tuple[Any, ...]) -> bool:
     try:
-        _Detector(io.BytesIO(), pickle.HIGHEST_PROTOCOL).dump(initargs)
+        _checking(_Detector).dump(initargs)
     except _Inherit:
         return True
     except Exception:  # noqa: BLE001 - not ours to judge here: dumps() reports it
@@ -120,11 +143,9 @@ class _CheckingPopen:
 
 
 def _check_at_start(name: str, initargs: tuple[Any, ...]) -> None:
-    from multiprocessing.reduction import ForkingPickler
-
     multiprocessing.context.set_spawning_popen(_CheckingPopen())  # type: ignore[arg-type]
     try:
-        ForkingPickler(io.BytesIO(), 4).dump(initargs)
+        _checking(_AsAtStart).dump(initargs)
     except Exception as exc:
         raise _refused(name, exc) from exc
     finally:
