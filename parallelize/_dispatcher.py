@@ -230,6 +230,12 @@ class Dispatcher:
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
+        if self.inbox.take_cancel_unstarted():
+            # shutdown(cancel_futures=True): what waits in a worker's pipe has not started either.
+            # Cancelling it asks for a stop (below), which for a queued task is a SKIP.
+            for worker in list(self._workers.values()):
+                for task in list(worker.queued):
+                    task.future.cancel()
         stops, stop_below = self.inbox.take_stops()
         stop, skip = self._plan.stops(stops, stop_below, self._workers.values())
         for worker in stop:

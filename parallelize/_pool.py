@@ -207,10 +207,11 @@ class Pool(concurrent.futures.Executor):
     ) -> None:
         """Stop accepting work, and finish what was submitted.
 
-        ``cancel_futures=True`` (``Executor``'s) cancels what has not started and lets what is
-        running finish; ``cancel_pending=True`` (ours) also stops what is running, whose futures
-        are then cancelled too. ``wait=False`` returns at once and the pool winds down in the
-        background. Calling it again is harmless, and may add either.
+        ``cancel_futures=True`` (``Executor``'s) cancels what has not started (tasks already
+        waiting in a worker's pipe included) and lets what is running finish;
+        ``cancel_pending=True`` (ours) also stops what is running, whose futures are then
+        cancelled too. ``wait=False`` returns at once and the pool winds down in the background.
+        Calling it again is harmless, and may add either.
         """
         self._backend.shutdown(wait, cancel_pending=cancel_pending, cancel_queued=cancel_futures)
 

@@ -48,9 +48,9 @@ def test_the_timeout_raises_after_what_finished(gated: tuple[Executor, Gate]) ->
 
 def test_failed_and_cancelled_futures_complete_too(gated: tuple[Executor, Gate]) -> None:
     executor, gate = gated
-    running = [executor.submit(tasks.gated, i) for i in range(2)]
-    gate.wait_started(2)
-    waiting = [executor.submit(tasks.gated, i) for i in range(2, 12)]
+    running = [executor.submit(tasks.gated, 0)]
+    gate.wait_started(1)
+    waiting = [executor.submit(tasks.gated, i) for i in range(1, 12)]
     assert waiting[-1].cancel()
     failing = executor.submit(tasks.raise_value_error, "fails")
     gate.open()

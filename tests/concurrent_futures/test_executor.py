@@ -115,7 +115,7 @@ def test_when_map_starts_and_how_far_it_reads(gated: tuple[Executor, Gate], kind
         lazy.close()  # type: ignore[attr-defined]
     else:
         results = executor.map(tasks.gated, [0, 1, 2])
-        gate.wait_started(2)  # running before anything is taken from the iterator
+        gate.wait_started(1)  # running before anything is taken from the iterator
         gate.open()
         assert list(results) == [0, 1, 2]
         eager = executor.map(tasks.square, source())
@@ -145,10 +145,10 @@ def test_a_finished_task_does_not_keep_its_callable_alive(executor: Executor) ->
 
 def test_a_pending_future_can_be_cancelled(gated: tuple[Executor, Gate]) -> None:
     executor, gate = gated
-    running = [executor.submit(tasks.gated, i) for i in range(2)]
-    gate.wait_started(2)
-    # Behind two running tasks (and whatever each executor queued ahead), the last is pending.
-    futures = [executor.submit(tasks.gated, i) for i in range(2, 12)]
+    running = [executor.submit(tasks.gated, 0)]
+    gate.wait_started(1)
+    # Behind a running task (and whatever each executor queued ahead), the last is pending.
+    futures = [executor.submit(tasks.gated, i) for i in range(1, 12)]
     assert futures[-1].cancel()
     assert futures[-1].cancelled()
     with pytest.raises(concurrent.futures.CancelledError):

@@ -32,7 +32,7 @@ def test_shutdown_waits_for_the_submitted_work(make: Callable[..., Executor]) ->
 def test_shutdown_without_waiting_lets_the_work_finish(gate: Gate, make: Callable[..., Executor]) -> None:
     executor = make(**gate.initargs())
     futures = [executor.submit(tasks.gated, i) for i in range(4)]
-    started = gate.wait_started(2)
+    started = gate.wait_started(1)
     executor.shutdown(wait=False)
     assert not futures[started[0]].done()  # held by the gate: shutdown did not wait for it
     with pytest.raises(RuntimeError):
@@ -44,7 +44,7 @@ def test_shutdown_without_waiting_lets_the_work_finish(gate: Gate, make: Callabl
 def test_cancel_futures_cancels_only_what_has_not_started(gate: Gate, make: Callable[..., Executor]) -> None:
     executor = make(**gate.initargs())
     futures = [executor.submit(tasks.gated, i) for i in range(12)]
-    started = gate.wait_started(2)
+    started = gate.wait_started(1)
     executor.shutdown(wait=False, cancel_futures=True)
     # ProcessPoolExecutor cancels in its manager thread, after shutdown() returns; Pool at once.
     wait_until(futures[-1].cancelled, WAIT, "the last future to be cancelled")
