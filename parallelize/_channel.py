@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from . import _logs, _worker
 from . import _protocol as wire
+from ._initializer import Initializer
 from ._serialize import FunctionKey, dumps
 
 if TYPE_CHECKING:
@@ -356,7 +357,7 @@ _LENGTH = struct.Struct("!i")
 _LONG_LENGTH = struct.Struct("!Q")
 
 
-def start_worker(context: BaseContext, index: int, initializer: bytes | None) -> WorkerHandle:
+def start_worker(context: BaseContext, index: int, initializer: Initializer | None) -> WorkerHandle:
     task_reader, task_writer = context.Pipe(duplex=False)
     result_reader, result_writer = context.Pipe(duplex=False)
     version, levels = _logs.levels()

@@ -16,6 +16,7 @@ from multiprocessing.context import BaseContext
 
 from . import _shm
 from ._channel import ACTIVE, RETIRING, STOP_GRACE, WorkerHandle, start_worker
+from ._initializer import Initializer
 from ._poller import Poller
 from ._task import Task
 
@@ -26,7 +27,7 @@ Tag = tuple[str, WorkerHandle | None]
 
 
 class Crew:
-    def __init__(self, context: BaseContext, initializer: bytes | None, poller: Poller[Tag]) -> None:
+    def __init__(self, context: BaseContext, initializer: Initializer | None, poller: Poller[Tag]) -> None:
         self._context = context
         self._initializer = initializer
         self._poller = poller

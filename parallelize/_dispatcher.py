@@ -49,6 +49,7 @@ from ._channel import ACTIVE, RETIRING, WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
 from ._futures import cancel_running
 from ._inbox import Inbox
+from ._initializer import Initializer
 from ._poller import Poller
 from ._replies import Replies
 from ._scheduler import Scheduler
@@ -62,7 +63,7 @@ class Dispatcher:
         self,
         context: BaseContext,
         size: int,
-        initializer: bytes | None,
+        initializer: Initializer | None,
         *,
         name: str,
         on_exit: Callable[[], None],
@@ -242,6 +243,12 @@ class Dispatcher:
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
+        if self.inbox.take_cancel_unstarted():
+            # shutdown(cancel_futures=True): what waits in a worker's pipe has not started either.
+            # Cancelling it asks for a stop (below), which for a queued task is a SKIP.
+            for worker in list(self._workers.values()):
+                for task in list(worker.queued):
+                    task.future.cancel()
         stops, stop_below = self.inbox.take_stops()
         stop, skip = self._plan.stops(stops, stop_below, self._workers.values())
         for worker in stop:

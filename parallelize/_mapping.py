@@ -30,8 +30,10 @@ is taking from, so the source of runs never raises and the chain goes on after a
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import operator
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -94,6 +96,10 @@ class MapIterator(Iterator[R], Generic[R]):
     through ``next()`` on the map, however the two are mixed. Both go on past a failed item.
     """
 
+    # Executor.map's timeout: a monotonic deadline for the whole map, and the seconds it came from.
+    _deadline: float | None = None
+    _timeout: float | None = None
+
     def __init__(
         self,
         backend: Backend,
@@ -118,8 +124,9 @@ class MapIterator(Iterator[R], Generic[R]):
         self._bare = bare
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
-        # The output is handed out from one list iterator at a time, ``_current`` over the list
-        # ``_values``: a run of results with no failure among them. ``next()`` and the iterator
+        # The output is handed out from one iterator at a time, ``_current`` over a run of results
+        # with no failure among them, which lets go of each as it goes (``_handing_out``; emptying
+        # ``_values`` ends it). ``next()`` and the iterator
         # that ``__iter__`` returns both take from this same object, so whichever is used, and
         # however they are mixed, each result is handed out once and in order. ``_pending`` holds
         # the rest of the chunk in hand: more runs (lists), and the exceptions of the failed items
@@ -201,23 +208,25 @@ class MapIterator(Iterator[R], Generic[R]):
                     if self._progress is not None:
                         self._progress.failed()
                     raise piece
-                self._values = piece
-                self._current = iter(piece)
+                self._values, self._current = _handing_out(piece)
                 return True
             if not self._in_flight:
                 self._refill_or_close()
                 if not self._in_flight:
                     return self._end()
+            first = self._in_flight[0][0]
             try:
                 if self._progress is not None:
-                    self._progress.wait(self._in_flight)
-                chunk = self._in_flight[0][0].result()
+                    self._progress.wait(self._in_flight, self._deadline)
+                chunk = first.result(None if self._deadline is None else self._deadline - time.monotonic())
             except KeyboardInterrupt:
                 # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
                 # through taking a result: this map is over either way.
                 self.close()
                 raise
             except BaseException:
+                if not first.done():
+                    self._out_of_time()
                 # The whole chunk failed (its arguments could not be pickled or unpickled): its
                 # exception is raised once, in place of its items.
                 _, count = self._in_flight.popleft()
@@ -234,6 +243,13 @@ class MapIterator(Iterator[R], Generic[R]):
                 self._progress.took(len(chunk.values))
                 if self._arguments is None and not self._in_flight:
                     self._progress.finish()  # N/N before the consumer gets the last results
+
+    def _out_of_time(self) -> None:
+        self.close()
+        raise concurrent.futures.TimeoutError(
+            f"the map did not finish within its timeout of {self._timeout} s (Executor.map's "
+            f"deadline for the whole map); its work still queued or running was cancelled"
+        )
 
     def _refill_or_close(self) -> None:
         # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
@@ -304,6 +320,15 @@ class MapIterator(Iterator[R], Generic[R]):
             interrupts.raise_again_later(MapIterator.__del__.__code__)
         except Exception:  # noqa: BLE001 - never raise from a finaliser (e.g. at interpreter exit)
             pass
+
+
+def _handing_out(run: list[Any]) -> tuple[list[Any], Iterator[Any]]:
+    """An iterator over ``run`` that lets go of each value as it hands it out (a map must not keep
+    a result the caller may have dropped), and the list that ends it early when cleared. All in C:
+    ``map`` pops the reversed run once per entry of a list of references to it."""
+    run.reverse()
+    references = [run] * len(run)
+    return references, map(list.pop, references)
 
 
 class _Raising(Iterator[Any]):

@@ -43,6 +43,7 @@ from ._backends import encode
 from ._dispatcher import Dispatcher
 from ._errors import PoolBroken, PoolClosed
 from ._inbox import Inbox
+from ._initializer import Initializer
 from ._tally import Tally
 from ._task import Task
 
@@ -78,7 +79,7 @@ class ProcessBackend:
         self,
         workers: int,
         start_method: str,
-        initializer: bytes | None,
+        initializer: Initializer | None,
         max_tasks_per_worker: int | None,
         max_memory_per_worker: int | None,
     ) -> None:
@@ -139,7 +140,9 @@ class ProcessBackend:
     def _capacity(self) -> int:
         return self._workers
 
-    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_pending: bool = False, cancel_queued: bool = False
+    ) -> None:
         with self._lock:
             dispatcher = self._dispatcher
             if self._state is PoolState.NEW:
@@ -149,7 +152,7 @@ class ProcessBackend:
                 self._transition(PoolState.CLOSING)
         if dispatcher is None:
             return
-        dispatcher.inbox.close(cancel_pending)
+        dispatcher.inbox.close(cancel_pending, cancel_queued=cancel_queued)
         if wait:
             dispatcher.join()
 

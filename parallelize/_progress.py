@@ -117,12 +117,14 @@ class Tracker:
         self._next = 0.0  # monotonic time of the next draw
         self.over = False  # the map has ended: nothing is drawn again
 
-    def wait(self, in_flight: deque[tuple[Future[Any], int]]) -> None:
-        """Wait until the first chunk in flight has completed, redrawing every INTERVAL meanwhile."""
+    def wait(self, in_flight: deque[tuple[Future[Any], int]], deadline: float | None = None) -> None:
+        """Wait until the first chunk in flight has completed (or the map's ``deadline``, a
+        ``time.monotonic()`` moment, has passed), redrawing every INTERVAL meanwhile."""
         head = in_flight[0][0]
         while True:
             self.draw(in_flight)
-            if _settled_within(head, INTERVAL):
+            step = INTERVAL if deadline is None else min(INTERVAL, deadline - time.monotonic())
+            if step <= 0 or _settled_within(head, step):
                 return
 
     def draw(self, in_flight: deque[tuple[Future[Any], int]]) -> None:

@@ -24,7 +24,8 @@ from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
-from ._serialize import dumps, loads, resolve
+from ._initializer import Initializer, run_initializer
+from ._serialize import dumps
 
 # True in a worker process. Decorated functions called here run inline rather than start a pool
 # of their own inside the pool (see _config.default_backend).
@@ -35,7 +36,7 @@ PARENT_GONE = 70
 
 
 def run(
-    tasks: Connection, results: Connection, initializer: bytes | None, levels: bytes | None = None
+    tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
 ) -> None:
     """The worker's main loop; the target of its ``multiprocessing.Process``.
 
@@ -51,7 +52,7 @@ def run(
     send = forward.install(results.send_bytes, levels).send
     if initializer is not None:
         try:
-            _run_initializer(initializer)
+            run_initializer(initializer)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
             send(wire.pack(wire.INIT_FAILED, 0, dumps(envelope(exc))))
             return
@@ -169,12 +170,6 @@ def _run(
         return run_chunk(task_id, attempt, payload, functions)
     run_each(task_id, attempt, payload, functions, send)
     return None
-
-
-def _run_initializer(data: bytes) -> None:
-    key, definition, initargs = loads(data)
-    function = loads(definition) if definition is not None else resolve(*key[1:])
-    function(*initargs)
 
 
 def _let_the_forkserver_go() -> None:

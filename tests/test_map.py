@@ -384,7 +384,7 @@ def test_a_crash_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
 def test_a_timeout_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
     # Every item has the 0.5 s limit, so workers import the tasks before their first item.
     with Pool(2, initializer=fault_tasks.warm) as pool:
-        results = pool.map(map_tasks.hang_at_5, range(16), chunksize=8, timeout=0.5)
+        results = pool.map(map_tasks.hang_at_5, range(16), chunksize=8, item_timeout=0.5)
         assert [next(results) for _ in range(5)] == [x * x for x in range(5)]
         with pytest.raises(TaskTimeout, match=r"tests\.map_tasks\.hang_at_5\(5\) ran past"):
             next(results)
