@@ -26,20 +26,28 @@ its items bare (no 1-tuple each), the worker runs a chunk in one C loop, and a `
 A failed item reaches the chain as a run of its own that raises its exception once (``_Raising``):
 ``itertools.chain`` drops its source of runs for good when the source raises, but not the run it
 is taking from, so the source of runs never raises and the chain goes on after a failure.
+
+``return_exceptions=True`` puts a failed item's exception in its place among the values instead
+(one run per chunk). ``ordered=False`` takes chunks as they finish (``_unordered``), and ``async
+for`` waits for the next chunk without blocking the event loop (``_amap``); both only change which
+chunk ``_load`` takes next and how the wait for it is made.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
 from ._functions import FunctionHandle
 from ._futures import Future
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 R = TypeVar("R")
 
@@ -83,8 +91,11 @@ class ChunkSizer:
         self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
 
 
-class MapIterator(Iterator[R], Generic[R]):
+class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
     """The iterator ``map`` returns: results in input order, one outcome per item.
+
+    It is an async iterator too: ``async for`` inside a running event loop awaits each chunk
+    without blocking the loop, and cancelling the consuming task closes the map.
 
     ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
     ``iter()`` of it (what ``for`` and ``list()`` call) is not the map itself but a faster
@@ -101,6 +112,7 @@ class MapIterator(Iterator[R], Generic[R]):
         options: TaskOptions,
         *,
         bare: bool = False,
+        return_exceptions: bool = False,
     ) -> None:
         self._sizer = ChunkSizer(chunksize)
         self._backend = backend
@@ -114,6 +126,7 @@ class MapIterator(Iterator[R], Generic[R]):
         self._list: list[Any] | None = None
         self._taken = 0
         self._bare = bare
+        self._return_exceptions = return_exceptions
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
         # The output is handed out from one list iterator at a time, ``_current`` over the list
@@ -165,6 +178,15 @@ class MapIterator(Iterator[R], Generic[R]):
                 return value  # type: ignore[no-any-return]
         raise StopIteration
 
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> R:
+        from ._amap import anext_of
+
+        value: R = await anext_of(self)
+        return value
+
     def _load(self) -> bool:
         """Make the next run of values current: False at the end; raises a failed item's error."""
         # The current run is used up: let go of its values before waiting for more (the caller
@@ -184,22 +206,41 @@ class MapIterator(Iterator[R], Generic[R]):
                 if not self._in_flight:
                     return self._end()
             try:
-                chunk = self._in_flight[0][0].result()
+                chunk = self._next_done().result()
             except KeyboardInterrupt:
                 # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
                 # through taking a result: this map is over either way.
                 self.close()
                 raise
-            except BaseException:
+            except BaseException as exc:
                 # The whole chunk failed (its arguments could not be pickled or unpickled): its
-                # exception is raised once, in place of its items.
-                self._in_flight.popleft()
+                # exception is raised once, in place of its items (or stands for each of them).
+                size = self._in_flight.popleft()[1]
                 self._refill_or_close()
-                raise
+                if not self._return_exceptions:
+                    raise
+                self._pending.append([exc] * size)
+                continue
             self._in_flight.popleft()
             self._sizer.observe(len(chunk.values), chunk.seconds)
             self._refill_or_close()
-            self._pending.extend(_runs_of(chunk.values, chunk.errors))
+            if self._return_exceptions:
+                self._pending.append(_with_errors(chunk.values, chunk.errors))
+            else:
+                self._pending.extend(_runs_of(chunk.values, chunk.errors))
+
+    def _next_done(self) -> Future[ChunkResult]:
+        """The chunk ``_load`` takes next, moved to the front of ``_in_flight``: the first one."""
+        return self._in_flight[0][0]
+
+    def _watch(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (from any thread) once the chunk ``_next_done`` gives is done: True; or
+        False, without calling it, if that chunk is done already (``_in_flight`` is not empty)."""
+        head = self._in_flight[0][0]
+        if head.done():
+            return False
+        head.add_done_callback(lambda _: wake())
+        return True
 
     def _refill_or_close(self) -> None:
         # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
@@ -287,6 +328,13 @@ class _Raising(Iterator[Any]):
             del error  # no reference cycle through this frame's traceback
 
 
+def _with_errors(values: list[Any], errors: dict[int, BaseException]) -> list[Any]:
+    """A chunk's output with each failed item's exception in its place (``return_exceptions``)."""
+    for index, error in errors.items():
+        values[index] = error
+    return values
+
+
 def _runs_of(values: list[Any], errors: dict[int, BaseException]) -> list[list[Any] | BaseException]:
     """A chunk's output as runs of values with each failed item's exception between them."""
     if not errors:
@@ -309,20 +357,36 @@ def map_items(
     arguments: Iterator[tuple[Any, ...]],
     chunksize: int | None = None,
     options: TaskOptions = NO_OPTIONS,
+    ordered: bool = True,
+    return_exceptions: bool = False,
 ) -> MapIterator[Any]:
-    """Yield ``handle``'s result for each argument tuple, in order.
+    """Yield ``handle``'s result for each argument tuple, in order (or as chunks finish).
 
     The map takes one snapshot of the function, here at its start: a by-value function is pickled
     once, with its first chunk, and every chunk runs that same function (see ``_functions``).
     """
+    kind = _kind(ordered, return_exceptions)
     handle = handle.snapshot()
     if not isinstance(arguments, _OneIterable):
-        return MapIterator(backend, handle, arguments, chunksize, options)
-    mapping: MapIterator[Any] = MapIterator(backend, handle, arguments.items, chunksize, options, bare=True)
+        return kind(backend, handle, arguments, chunksize, options, return_exceptions=return_exceptions)
+    mapping: MapIterator[Any] = kind(
+        backend, handle, arguments.items, chunksize, options, bare=True, return_exceptions=return_exceptions
+    )
     if type(arguments.source) is list:
         # Read like list_iterator would (up to the list's length at each read), but by slices.
         mapping._list = arguments.source
     return mapping
+
+
+def _kind(ordered: bool, return_exceptions: bool) -> type[MapIterator[Any]]:
+    for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
+    if ordered:
+        return MapIterator
+    from ._unordered import UnorderedMapIterator
+
+    return UnorderedMapIterator
 
 
 class _OneIterable(Iterator[tuple[Any, ...]]):

@@ -9,7 +9,7 @@ here is what users call, and checking what they pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _settings
 from ._backends import submit_call
@@ -129,6 +129,30 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
+    ) -> MapIterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: ParallelFunction[..., R],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R | BaseException]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        /,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R]: ...
     @overload
     def map(
@@ -138,7 +162,9 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> MapIterator[R]: ...
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R | BaseException]: ...
     def map(
         self,
         fn: Callable[..., Any],
@@ -146,15 +172,27 @@ class Pool:
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         """Like ``builtins.map``, run in the workers: lazy, ordered, chunked automatically.
 
-        ``timeout`` bounds each item's running time, even inside a chunk.
+        ``timeout`` bounds each item's running time, even inside a chunk. ``ordered=False``
+        yields results as their chunks finish; ``return_exceptions=True`` yields a failed item's
+        exception in its place instead of raising it.
         """
         options = options_of(fn)
         if timeout is not None:
             options = options._replace(timeout=check_timeout(timeout))
-        return map_items(self._backend, handle_for(fn), zip_arguments(iterables), chunksize, options)
+        return map_items(
+            self._backend,
+            handle_for(fn),
+            zip_arguments(iterables),
+            chunksize,
+            options,
+            ordered,
+            return_exceptions,
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting work; finish what was submitted (or cancel what has not started).
