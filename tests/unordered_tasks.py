@@ -14,7 +14,7 @@ from parallelize import parallel
 from tests.fault_tasks import FOREVER, record_pid, wait_for_file
 
 # How long a held item waits for its release before it fails: far longer than any test needs.
-HOLD_LIMIT = 30.0
+HOLD_LIMIT = 15.0
 
 
 def held(x: int, release: str | None) -> int:
@@ -61,3 +61,13 @@ class Scaler:
     @parallel
     def scale(self, x: int) -> int:
         return self.factor * x
+
+
+@parallel
+async def async_hang(marker: str) -> str:
+    """An async def that records its worker's pid, then awaits for ever."""
+    import asyncio
+
+    record_pid(marker)
+    await asyncio.sleep(FOREVER)
+    return "woke up"
