@@ -34,23 +34,23 @@ R = TypeVar("R")
 class _Arrivals:
     """The chunks that are done and not taken yet, in the order they finished."""
 
-    __slots__ = ("done", "signal", "wake")
+    __slots__ = ("done", "signal", "wakes")
 
     def __init__(self) -> None:
         self.done: deque[concurrent.futures.Future[Any]] = deque()
         # Locked while nothing has arrived since the consumer last woke; an arrival unlocks it.
         self.signal = _thread.allocate_lock()
         self.signal.acquire()
-        # An async consumer's wake-up (thread-safe), called once by the next arrival.
-        self.wake: Callable[[], None] | None = None
+        # Async consumers' wake-ups (thread-safe), each called once by the next arrival.
+        self.wakes: list[Callable[[], None]] = []
 
     def __call__(self, future: concurrent.futures.Future[Any]) -> None:
         self.done.append(future)
         # Already unlocked (RuntimeError) when the consumer has not taken the last wake-up yet.
         with contextlib.suppress(RuntimeError):
             self.signal.release()
-        wake, self.wake = self.wake, None
-        if wake is not None:
+        wakes, self.wakes = self.wakes, []
+        for wake in wakes:
             wake()
 
 
@@ -93,13 +93,14 @@ class UnorderedMapIterator(MapIterator[R]):
 
     def _watch(self, wake: Callable[[], None]) -> bool:
         arrivals = self._arrivals
-        arrivals.wake = wake
+        arrivals.wakes.append(wake)
         if arrivals.done:  # arrived before the wake-up was set: nothing to wait for
-            arrivals.wake = None
+            with contextlib.suppress(ValueError):  # unless an arrival took it meanwhile
+                arrivals.wakes.remove(wake)
             return False
         return True
 
     def close(self) -> None:
         super().close()
         self._arrivals.done.clear()
-        self._arrivals.wake = None
+        self._arrivals.wakes = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -92,6 +93,20 @@ def test_async_for_on_each_backend(backend: str) -> None:
     ordered, unordered = run(main())
     assert ordered == [x * x for x in range(5000)]
     assert sorted(unordered) == ordered
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_several_tasks_share_one_map(pool: Pool, ordered: bool) -> None:
+    results = pool.map(workers.square, range(3000), chunksize=7, ordered=ordered)
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(collect(results) for _ in range(3)))
+
+    shares = run(main())
+    # each outcome went to one task, none was lost or repeated, and in order within each task
+    assert sorted(itertools.chain.from_iterable(shares)) == [x * x for x in range(3000)]
+    if ordered:
+        assert all(share == sorted(share) for share in shares)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

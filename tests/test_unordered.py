@@ -291,7 +291,8 @@ CTRL_C_SCRIPT = textwrap.dedent(
     """
     import asyncio
     import os
-        import sys
+    import signal
+    import sys
 
     from parallelize import Pool
     from tests import fault_tasks as ft
