@@ -224,8 +224,10 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
             self._in_flight.popleft()
             self._sizer.observe(len(chunk.values), chunk.seconds)
             self._refill_or_close()
-            if self._return_exceptions:
-                self._pending.append(_with_errors(chunk.values, chunk.errors))
+            if self._return_exceptions:  # each failed item's exception in its place
+                for index, error in chunk.errors.items():
+                    chunk.values[index] = error
+                self._pending.append(chunk.values)
             else:
                 self._pending.extend(_runs_of(chunk.values, chunk.errors))
 
@@ -326,13 +328,6 @@ class _Raising(Iterator[Any]):
             raise error
         finally:
             del error  # no reference cycle through this frame's traceback
-
-
-def _with_errors(values: list[Any], errors: dict[int, BaseException]) -> list[Any]:
-    """A chunk's output with each failed item's exception in its place (``return_exceptions``)."""
-    for index, error in errors.items():
-        values[index] = error
-    return values
 
 
 def _runs_of(values: list[Any], errors: dict[int, BaseException]) -> list[list[Any] | BaseException]:
