@@ -9,7 +9,7 @@ machine noise hits all alike), medians over the rounds:
 * tiny: 200,000 items of ``x * 2``, items per second. parallelize's map chunks by measured time;
   ``imap_unordered`` gets multiprocessing's own ``map`` default chunk size (about four chunks per
   worker: its ``imap_unordered`` default of 1 would make it a round trip per item); the futures
-  are one ``submit`` per item.
+  are one ``submit`` per item. The unordered map is also taken by ``async for`` in ``asyncio.run``.
 * timed: 1,000 items that sleep a random 0 to 20 ms (the same durations every round, from
   ``--seed``), wall seconds, and how close that comes to the ideal (the total sleep divided among
   the workers). ``imap_unordered`` uses chunksize 1, right for items this long (and its default).
@@ -22,13 +22,14 @@ multiprocessing before Python 3.14), and is started and warmed before any timing
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import concurrent.futures
 import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ def drain(results: Iterable[object]) -> int:
     return 0
 
 
+async def adrain(results: AsyncIterable[object]) -> int:
+    """``drain`` in a coroutine: ``async for`` over the results."""
+    async for _ in results:
+        pass
+    return 0
+
+
 def run_rows(rounds: int, tiny: int, timed: int, seed: int) -> dict[str, list[float]]:
     items = list(range(tiny))
     waits = durations(timed, seed)
@@ -74,6 +82,9 @@ def run_rows(rounds: int, tiny: int, timed: int, seed: int) -> dict[str, list[fl
         tiny_runs: dict[str, Callable[[], object]] = {
             "parallelize `map(f, xs, ordered=False)`": lambda: drain(ours.map(double, items, ordered=False)),
             "parallelize `map(f, xs)` (ordered)": lambda: drain(ours.map(double, items)),
+            "parallelize `async for` over `map(f, xs, ordered=False)`": lambda: asyncio.run(
+                adrain(ours.map(double, items, ordered=False))
+            ),
             "`multiprocessing.Pool.imap_unordered`": lambda: drain(
                 theirs.imap_unordered(double, items, chunksize=classic_chunksize(tiny))
             ),

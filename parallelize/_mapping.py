@@ -182,10 +182,12 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         return self
 
     async def __anext__(self) -> R:
+        for value in self._current:  # a value in hand: no need to suspend (see _amap)
+            return value  # type: ignore[no-any-return]
         from ._amap import anext_of
 
-        value: R = await anext_of(self)
-        return value
+        awaited: R = await anext_of(self)
+        return awaited
 
     def _load(self) -> bool:
         """Make the next run of values current: False at the end; raises a failed item's error."""
