@@ -49,6 +49,8 @@ from ._task import NO_OPTIONS, ChunkResult, TaskOptions
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
 
+    from ._unordered import Arrivals
+
 R = TypeVar("R")
 
 TARGET_SECONDS = 0.01
@@ -112,8 +114,12 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         options: TaskOptions,
         *,
         bare: bool = False,
+        ordered: bool = True,
         return_exceptions: bool = False,
     ) -> None:
+        for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
         self._sizer = ChunkSizer(chunksize)
         self._backend = backend
         self._handle = handle
@@ -127,6 +133,12 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         self._taken = 0
         self._bare = bare
         self._return_exceptions = return_exceptions
+        # For ordered=False: the chunks that are done, in the order they finished.
+        self._arrivals: Arrivals | None = None
+        if not ordered:
+            from ._unordered import Arrivals
+
+            self._arrivals = Arrivals()
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
         # The output is handed out from one list iterator at a time, ``_current`` over the list
@@ -234,12 +246,17 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
                 self._pending.extend(_runs_of(chunk.values, chunk.errors))
 
     def _next_done(self) -> Future[ChunkResult]:
-        """The chunk ``_load`` takes next, moved to the front of ``_in_flight``: the first one."""
+        """The chunk ``_load`` takes next, moved to the front of ``_in_flight``: the first one
+        (unordered: the first to finish, waited for here)."""
+        if self._arrivals is not None:
+            return self._arrivals.next_done(self._in_flight)
         return self._in_flight[0][0]
 
     def _watch(self, wake: Callable[[], None]) -> bool:
         """Call ``wake`` (from any thread) once the chunk ``_next_done`` gives is done: True; or
         False, without calling it, if that chunk is done already (``_in_flight`` is not empty)."""
+        if self._arrivals is not None:
+            return self._arrivals.watch(wake)
         head = self._in_flight[0][0]
         if head.done():
             return False
@@ -285,6 +302,8 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
                 future = Future()
                 future.set_exception(exc)
             self._in_flight.append((future, len(items)))
+            if self._arrivals is not None:
+                future.add_done_callback(self._arrivals)
             if self._source_error is not None:
                 return
 
@@ -299,6 +318,8 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         self._pending.clear()
         for future, _ in in_flight:
             future.cancel()
+        if self._arrivals is not None:
+            self._arrivals.clear()
 
     def __del__(self) -> None:
         try:
@@ -362,28 +383,17 @@ def map_items(
     The map takes one snapshot of the function, here at its start: a by-value function is pickled
     once, with its first chunk, and every chunk runs that same function (see ``_functions``).
     """
-    kind = _kind(ordered, return_exceptions)
+    flags = {"ordered": ordered, "return_exceptions": return_exceptions}
     handle = handle.snapshot()
     if not isinstance(arguments, _OneIterable):
-        return kind(backend, handle, arguments, chunksize, options, return_exceptions=return_exceptions)
-    mapping: MapIterator[Any] = kind(
-        backend, handle, arguments.items, chunksize, options, bare=True, return_exceptions=return_exceptions
+        return MapIterator(backend, handle, arguments, chunksize, options, **flags)
+    mapping: MapIterator[Any] = MapIterator(
+        backend, handle, arguments.items, chunksize, options, bare=True, **flags
     )
     if type(arguments.source) is list:
         # Read like list_iterator would (up to the list's length at each read), but by slices.
         mapping._list = arguments.source
     return mapping
-
-
-def _kind(ordered: bool, return_exceptions: bool) -> type[MapIterator[Any]]:
-    for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
-    if ordered:
-        return MapIterator
-    from ._unordered import UnorderedMapIterator
-
-    return UnorderedMapIterator
 
 
 class _OneIterable(Iterator[tuple[Any, ...]]):

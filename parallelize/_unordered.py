@@ -5,13 +5,13 @@ same chunk sizes, read-ahead, per-item timeouts, crash handling and one outcome 
 chunk the results keep their order; the chunks come in the order they finish, so a slow item
 holds back only the rest of its own chunk, and a finished chunk's place is refilled at once.
 
-Each chunk's future reports to ``_Arrivals`` when it is done, from whichever thread settles it
-(the dispatcher, a thread-backend worker, or a canceller). The consumer sleeps on a bare
-``_thread`` lock that an arrival releases: the settling side never blocks or takes a lock the
-consumer could hold, so a Ctrl-C in the consumer (which may strike anywhere) can never leave the
-dispatcher waiting for it (the failure ``_futures._FutureLock`` closes for a single future).
-The arrivals hold no reference to the map, so a map dropped mid-way is still collected and its
-chunks cancelled.
+Each chunk's future reports to the map's ``Arrivals`` when it is done, from whichever thread
+settles it (the dispatcher, a thread-backend worker, or a canceller). The consumer sleeps on a
+bare ``_thread`` lock that an arrival releases: the settling side never blocks or takes a lock
+the consumer could hold, so a Ctrl-C in the consumer (which may strike anywhere) can never leave
+the dispatcher waiting for it (the failure ``_futures._FutureLock`` closes for one future). The
+arrivals hold no reference to the map, so a map dropped mid-way is still collected and its chunks
+cancelled.
 """
 
 from __future__ import annotations
@@ -19,19 +19,17 @@ from __future__ import annotations
 import _thread
 import concurrent.futures
 import contextlib
-import itertools
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ._futures import Future
-from ._mapping import MapIterator
 from ._task import ChunkResult
 
-R = TypeVar("R")
+InFlight = deque[tuple[Future[ChunkResult], int]]
 
 
-class _Arrivals:
+class Arrivals:
     """The chunks that are done and not taken yet, in the order they finished."""
 
     __slots__ = ("done", "signal", "wakes")
@@ -45,6 +43,7 @@ class _Arrivals:
         self.wakes: list[Callable[[], None]] = []
 
     def __call__(self, future: concurrent.futures.Future[Any]) -> None:
+        """A chunk's done-callback."""
         self.done.append(future)
         # Already unlocked (RuntimeError) when the consumer has not taken the last wake-up yet.
         with contextlib.suppress(RuntimeError):
@@ -53,54 +52,40 @@ class _Arrivals:
         for wake in wakes:
             wake()
 
-
-class UnorderedMapIterator(MapIterator[R]):
-    """A map whose chunks are taken as they finish (see the module docstring)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._arrivals = _Arrivals()
-
-    def _refill(self) -> None:
-        before = len(self._in_flight)
-        super()._refill()  # only appends
-        for future, _ in itertools.islice(self._in_flight, before, None):
-            future.add_done_callback(self._arrivals)
-
-    def _next_done(self) -> Future[ChunkResult]:
-        arrivals = self._arrivals
+    def next_done(self, in_flight: InFlight) -> Future[ChunkResult]:
+        """Wait for a chunk of ``in_flight`` to finish; move it to the front and return it."""
         while True:
-            while not arrivals.done:
+            while not self.done:
                 try:
-                    arrivals.signal.acquire()
+                    self.signal.acquire()
                 except KeyboardInterrupt as exc:
-                    self._interrupted(exc)
+                    _interrupted(in_flight, exc)
                     raise
-            future = arrivals.done.popleft()
-            for index, entry in enumerate(self._in_flight):
+            future = self.done.popleft()
+            for index, entry in enumerate(in_flight):
                 if entry[0] is future:
-                    del self._in_flight[index]
-                    self._in_flight.appendleft(entry)
-                    return future
+                    del in_flight[index]
+                    in_flight.appendleft(entry)
+                    return entry[0]
             # A chunk of before close() (cancelled by it) that reported late: not ours any more.
 
-    def _interrupted(self, exc: KeyboardInterrupt) -> None:
-        # What ``Future.result`` does on Ctrl-C: stop the pool's work (the map closes after).
-        for future, _ in self._in_flight:
-            if isinstance(future, Future) and future._engine is not None:
-                future._interrupted(exc)
-                return
-
-    def _watch(self, wake: Callable[[], None]) -> bool:
-        arrivals = self._arrivals
-        arrivals.wakes.append(wake)
-        if arrivals.done:  # arrived before the wake-up was set: nothing to wait for
+    def watch(self, wake: Callable[[], None]) -> bool:
+        """``MapIterator._watch`` for an unordered map: False if a chunk is done already."""
+        self.wakes.append(wake)
+        if self.done:  # arrived before the wake-up was set: nothing to wait for
             with contextlib.suppress(ValueError):  # unless an arrival took it meanwhile
-                arrivals.wakes.remove(wake)
+                self.wakes.remove(wake)
             return False
         return True
 
-    def close(self) -> None:
-        super().close()
-        self._arrivals.done.clear()
-        self._arrivals.wakes = []
+    def clear(self) -> None:
+        self.done.clear()
+        self.wakes = []
+
+
+def _interrupted(in_flight: InFlight, exc: KeyboardInterrupt) -> None:
+    # What ``Future.result`` does on Ctrl-C: stop the pool's work (the map closes after).
+    for future, _ in in_flight:
+        if isinstance(future, Future) and future._engine is not None:
+            future._interrupted(exc)
+            return
