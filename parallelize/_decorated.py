@@ -227,10 +227,21 @@ class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
         return BoundParallelFunction(self, instance)
 
     def _map_items(
-        self, arguments: Iterator[tuple[Any, ...]], chunksize: int | None, timeout: float | None
+        self,
+        arguments: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        timeout: float | None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         return map_items(
-            self._backend(), self._function_handle(), arguments, chunksize, self._map_options(timeout)
+            self._backend(),
+            self._function_handle(),
+            arguments,
+            chunksize,
+            self._map_options(timeout),
+            ordered,
+            return_exceptions,
         )
 
     def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:

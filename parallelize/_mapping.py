@@ -26,17 +26,23 @@ its items bare (no 1-tuple each), the worker runs a chunk in one C loop, and a `
 A failed item reaches the chain as a run of its own that raises its exception once (``_Raising``):
 ``itertools.chain`` drops its source of runs for good when the source raises, but not the run it
 is taking from, so the source of runs never raises and the chain goes on after a failure.
+
+``return_exceptions=True`` puts a failed item's exception in its place among the values instead
+(one run per chunk). ``ordered=False`` takes chunks as they finish (``_unordered``), and ``async
+for`` waits for the next chunk without blocking the event loop (``_amap``); both only change which
+chunk ``_load`` takes next and how the wait for it is made.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import operator
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
@@ -44,6 +50,11 @@ from ._functions import FunctionHandle
 from ._futures import Future
 from ._progress import Tracker, make_tracker, total_of
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
+
+    from ._unordered import Arrivals
 
 R = TypeVar("R")
 
@@ -87,8 +98,11 @@ class ChunkSizer:
         self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
 
 
-class MapIterator(Iterator[R], Generic[R]):
+class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
     """The iterator ``map`` returns: results in input order, one outcome per item.
+
+    It is an async iterator too: ``async for`` inside a running event loop awaits each chunk
+    without blocking the loop, and cancelling the consuming task closes the map.
 
     ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
     ``iter()`` of it (what ``for`` and ``list()`` call) is not the map itself but a faster
@@ -109,7 +123,12 @@ class MapIterator(Iterator[R], Generic[R]):
         options: TaskOptions,
         *,
         bare: bool = False,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> None:
+        for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
         self._sizer = ChunkSizer(chunksize)
         self._backend = backend
         self._handle = handle
@@ -122,6 +141,13 @@ class MapIterator(Iterator[R], Generic[R]):
         self._list: list[Any] | None = None
         self._taken = 0
         self._bare = bare
+        self._return_exceptions = return_exceptions
+        # For ordered=False: the chunks that are done, in the order they finished.
+        self._arrivals: Arrivals | None = None
+        if not ordered:
+            from ._unordered import Arrivals
+
+            self._arrivals = Arrivals()
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
         # The output is handed out from one iterator at a time, ``_current`` over a run of results
@@ -195,6 +221,17 @@ class MapIterator(Iterator[R], Generic[R]):
                 return value  # type: ignore[no-any-return]
         raise StopIteration
 
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> R:
+        for value in self._current:  # a value in hand: no need to suspend (see _amap)
+            return value  # type: ignore[no-any-return]
+        from ._amap import anext_of
+
+        awaited: R = await anext_of(self)
+        return awaited
+
     def _load(self) -> bool:
         """Make the next run of values current: False at the end; raises a failed item's error."""
         # The current run is used up: let go of its values before waiting for more (the caller
@@ -203,53 +240,103 @@ class MapIterator(Iterator[R], Generic[R]):
         self._current = iter(self._values)
         while True:
             if self._pending:
-                piece = self._pending.popleft()
-                if isinstance(piece, BaseException):
-                    if self._progress is not None:
-                        self._progress.failed()
-                    raise piece
-                self._values, self._current = _handing_out(piece)
-                return True
+                return self._hand_out(self._pending.popleft())
             if not self._in_flight:
                 self._refill_or_close()
                 if not self._in_flight:
                     return self._end()
-            first = self._in_flight[0][0]
             try:
-                if self._progress is not None:
-                    self._progress.wait(self._in_flight, self._deadline)
-                chunk = first.result(None if self._deadline is None else self._deadline - time.monotonic())
+                chunk = self._wait_for_chunk()
             except KeyboardInterrupt:
                 # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
                 # through taking a result: this map is over either way.
                 self.close()
                 raise
-            except BaseException:
-                if not first.done():
-                    self._out_of_time()
-                # The whole chunk failed (its arguments could not be pickled or unpickled): its
-                # exception is raised once, in place of its items.
-                _, count = self._in_flight.popleft()
-                self._refill_or_close()
-                if self._progress is not None:
-                    self._progress.took(count)
-                    self._progress.failed()
+            except _OutOfTime:
                 raise
-            self._in_flight.popleft()
-            self._sizer.observe(len(chunk.values), chunk.seconds)
-            self._refill_or_close()
-            self._pending.extend(_runs_of(chunk.values, chunk.errors))
-            if self._progress is not None:
-                self._progress.took(len(chunk.values))
-                if self._arguments is None and not self._in_flight:
-                    self._progress.finish()  # N/N before the consumer gets the last results
+            except BaseException as exc:  # noqa: BLE001 - the whole chunk failed, see _chunk_failed
+                self._chunk_failed(exc)
+                continue
+            self._chunk_done(chunk)
 
-    def _out_of_time(self) -> None:
+    def _hand_out(self, piece: list[Any] | BaseException) -> bool:
+        if isinstance(piece, BaseException):
+            if self._progress is not None:
+                self._progress.failed()
+            raise piece
+        self._values, self._current = _handing_out(piece)
+        return True
+
+    def _wait_for_chunk(self) -> ChunkResult:
+        """The next chunk's result (its own exception if it failed as a whole); _OutOfTime when the
+        map's deadline (``Executor.map``'s ``timeout``) comes first."""
+        head = self._next_done()
+        if head is None:
+            self._out_of_time()
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        try:
+            return head.result(left)
+        except concurrent.futures.TimeoutError:
+            if head.done():
+                raise  # the chunk's own outcome
+            self._out_of_time()
+
+    def _chunk_failed(self, exc: BaseException) -> None:
+        """The whole chunk failed (its arguments could not be pickled or unpickled): its exception
+        is raised once, in place of its items (or, with ``return_exceptions``, stands for each)."""
+        size = self._in_flight.popleft()[1]
+        self._refill_or_close()
+        if self._progress is not None:
+            self._progress.took(size)
+        if not self._return_exceptions:
+            if self._progress is not None:
+                self._progress.failed()
+            raise exc
+        self._pending.append([exc] * size)
+
+    def _chunk_done(self, chunk: ChunkResult) -> None:
+        self._in_flight.popleft()
+        self._sizer.observe(len(chunk.values), chunk.seconds)
+        self._refill_or_close()
+        if self._return_exceptions:  # each failed item's exception in its place
+            for index, error in chunk.errors.items():
+                chunk.values[index] = error
+            self._pending.append(chunk.values)
+        else:
+            self._pending.extend(_runs_of(chunk.values, chunk.errors))
+        if self._progress is not None:
+            self._progress.took(len(chunk.values))
+            if self._arguments is None and not self._in_flight:
+                self._progress.finish()  # N/N before the consumer gets the last results
+
+    def _out_of_time(self) -> NoReturn:
         self.close()
-        raise concurrent.futures.TimeoutError(
+        raise _OutOfTime(
             f"the map did not finish within its timeout of {self._timeout} s (Executor.map's "
             f"deadline for the whole map); its work still queued or running was cancelled"
         )
+
+    def _next_done(self) -> Future[ChunkResult] | None:
+        """The chunk ``_load`` takes next, moved to the front of ``_in_flight``: the first one
+        (unordered: the first to finish, waited for here); None if the map's deadline came first."""
+        progress = self._progress
+        if self._arrivals is not None:
+            draw = None if progress is None else functools.partial(progress.draw, self._in_flight)
+            return self._arrivals.next_done(self._in_flight, self._deadline, draw)
+        if progress is not None:
+            progress.wait(self._in_flight, self._deadline)
+        return self._in_flight[0][0]
+
+    def _watch(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (from any thread) once the chunk ``_next_done`` gives is done: True; or
+        False, without calling it, if that chunk is done already (``_in_flight`` is not empty)."""
+        if self._arrivals is not None:
+            return self._arrivals.watch(wake)
+        head = self._in_flight[0][0]
+        if head.done():
+            return False
+        head.add_done_callback(lambda _: wake())
+        return True
 
     def _refill_or_close(self) -> None:
         # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
@@ -295,6 +382,8 @@ class MapIterator(Iterator[R], Generic[R]):
                 future = Future()
                 future.set_exception(exc)
             self._in_flight.append((future, len(items)))
+            if self._arrivals is not None:
+                future.add_done_callback(self._arrivals)
             if self._source_error is not None:
                 return
 
@@ -311,6 +400,8 @@ class MapIterator(Iterator[R], Generic[R]):
             future.cancel()
         if self._progress is not None:
             self._progress.end()
+        if self._arrivals is not None:
+            self._arrivals.clear()
 
     def __del__(self) -> None:
         try:
@@ -375,16 +466,21 @@ def map_items(
     arguments: Iterator[tuple[Any, ...]],
     chunksize: int | None = None,
     options: TaskOptions = NO_OPTIONS,
+    ordered: bool = True,
+    return_exceptions: bool = False,
 ) -> MapIterator[Any]:
-    """Yield ``handle``'s result for each argument tuple, in order.
+    """Yield ``handle``'s result for each argument tuple, in order (or as chunks finish).
 
     The map takes one snapshot of the function, here at its start: a by-value function is pickled
     once, with its first chunk, and every chunk runs that same function (see ``_functions``).
     """
+    flags = {"ordered": ordered, "return_exceptions": return_exceptions}
     handle = handle.snapshot()
     if not isinstance(arguments, _OneIterable):
-        return MapIterator(backend, handle, arguments, chunksize, options)
-    mapping: MapIterator[Any] = MapIterator(backend, handle, arguments.items, chunksize, options, bare=True)
+        return MapIterator(backend, handle, arguments, chunksize, options, **flags)
+    mapping: MapIterator[Any] = MapIterator(
+        backend, handle, arguments.items, chunksize, options, bare=True, **flags
+    )
     if type(arguments.source) is list:
         # Read like list_iterator would (up to the list's length at each read), but by slices.
         mapping._list = arguments.source
@@ -414,3 +510,7 @@ def zip_arguments(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, .
 
 
 MapIterator.__module__ = "parallelize"
+
+
+class _OutOfTime(concurrent.futures.TimeoutError):
+    """``Executor.map``'s deadline for the whole map passed (a TimeoutError, as it says)."""

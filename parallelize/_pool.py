@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _settings
 from ._backends import submit_call
@@ -171,6 +171,32 @@ class Pool(concurrent.futures.Executor):
         chunksize: int | None = None,
         item_timeout: float | None = None,
         progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
+    ) -> MapIterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: ParallelFunction[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        item_timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R | BaseException]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        item_timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R]: ...
     @overload
     def map(
@@ -181,7 +207,9 @@ class Pool(concurrent.futures.Executor):
         chunksize: int | None = None,
         item_timeout: float | None = None,
         progress: ProgressOption = None,
-    ) -> MapIterator[R]: ...
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R | BaseException]: ...
     def map(
         self,
         fn: Callable[..., Any],
@@ -190,6 +218,8 @@ class Pool(concurrent.futures.Executor):
         chunksize: int | None = None,
         item_timeout: float | None = None,
         progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         """Like ``builtins.map``, run in the workers: ordered, chunked automatically.
 
@@ -201,7 +231,9 @@ class Pool(concurrent.futures.Executor):
         snapshot of ``fn``) at the first ``next()``, reads the input a few chunks ahead of the
         output, never all at once, and a failed item does not end it (README "Compatibility with
         concurrent.futures"). ``progress=True`` draws a bar of the items completed (see README
-        "Progress").
+        "Progress"); ``ordered=False`` yields results as their chunks finish;
+        ``return_exceptions=True`` yields a failed item's exception in its place instead of
+        raising it.
         """
         if self._backend.state in (PoolState.CLOSING, PoolState.CLOSED):
             raise PoolClosed("the pool is shut down, so map() was not started; create a new Pool")
@@ -209,7 +241,15 @@ class Pool(concurrent.futures.Executor):
         if item_timeout is not None:
             options = options._replace(timeout=check_timeout(item_timeout))
         deadline = None if timeout is None else time.monotonic() + _check_deadline(timeout)
-        mapping = map_items(self._backend, handle_for(fn), zip_arguments(iterables), chunksize, options)
+        mapping = map_items(
+            self._backend,
+            handle_for(fn),
+            zip_arguments(iterables),
+            chunksize,
+            options,
+            ordered,
+            return_exceptions,
+        )
         if timeout is not None:
             mapping._deadline, mapping._timeout = deadline, timeout
         return mapping._counted(iterables, progress)

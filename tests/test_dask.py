@@ -42,7 +42,7 @@ import pytest
 import parallelize
 from parallelize import SerializationError, TaskTimeout, WorkerCrashed, _config, _shm, in_process, parallel
 
-from . import dask_tasks, forward_tasks
+from . import dask_tasks, forward_tasks, unordered_tasks
 
 if TYPE_CHECKING:
     import distributed
@@ -211,6 +211,34 @@ def test_a_failed_item_fails_alone(local: distributed.Client) -> None:
     with pytest.raises(ZeroDivisionError):
         next(results)
     assert next(results) == 0.25
+
+
+def test_unordered_maps_and_errors_as_values(local: distributed.Client, tmp_path: Path) -> None:
+    square = parallel(backend="dask")(dask_tasks.square)
+    assert sorted(square.map(range(3000), ordered=False)) == [x * x for x in range(3000)]
+    # a held item does not hold back the ones after it
+    release = tmp_path / "release"
+    held = parallel(backend="dask")(unordered_tasks.held)
+    results = held.map([0, 1, 2, 3], [str(release), None, None, None], chunksize=1, ordered=False)
+    assert sorted(itertools.islice(results, 3)) == [10, 20, 30]
+    release.touch()
+    assert list(results) == [0]
+    reciprocal = parallel(backend="dask")(dask_tasks.reciprocal)
+    for ordered in (True, False):
+        outcomes = list(reciprocal.map([1, 0, 4], ordered=ordered, return_exceptions=True))
+        assert len(outcomes) == 3
+        assert sorted(o for o in outcomes if isinstance(o, float)) == [0.25, 1.0]
+        assert [type(o) for o in outcomes if not isinstance(o, float)] == [ZeroDivisionError]
+
+
+def test_async_for_over_a_dask_map(local: distributed.Client) -> None:
+    square = parallel(backend="dask")(dask_tasks.square)
+
+    async def collect(ordered: bool) -> list[int]:
+        return [value async for value in square.map(range(500), ordered=ordered)]
+
+    assert asyncio.run(asyncio.wait_for(collect(True), SLOW)) == [x * x for x in range(500)]
+    assert sorted(asyncio.run(asyncio.wait_for(collect(False), SLOW))) == [x * x for x in range(500)]
 
 
 def test_user_exceptions_come_back_as_themselves(local: distributed.Client) -> None:
