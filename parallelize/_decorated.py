@@ -36,9 +36,10 @@ import wrapt
 
 from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
+from ._chunking import zip_arguments
 from ._functions import FunctionHandle, handle_for, reference_of
 from ._futures import Future
-from ._mapping import MapIterator, map_items, zip_arguments
+from ._mapping import MapIterator, map_items
 from ._methods import (
     BoundInProcessFunction,
     BoundParallelFunction,

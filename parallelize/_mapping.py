@@ -23,7 +23,7 @@ its items bare (no 1-tuple each), the worker runs a chunk in one C loop, and a `
     input --islice--> chunk list --pickle--> worker: list.extend(map(f, items)) --pickle-->
     chunk values --split at failed items--> runs --chain--> the consumer's loop
 
-A failed item reaches the chain as a run of its own that raises its exception once (``_Raising``):
+A failed item reaches the chain as a run of its own that raises its exception once (``_chunking.Raising``):
 ``itertools.chain`` drops its source of runs for good when the source raises, but not the run it
 is taking from, so the source of runs never raises and the chain goes on after a failure.
 
@@ -46,6 +46,14 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
+from ._chunking import (
+    CHUNKS_PER_WORKER,
+    ChunkSizer,
+    OneIterable,
+    Raising,
+    handing_out,
+    runs_of,
+)
 from ._functions import FunctionHandle
 from ._futures import Future
 from ._progress import Tracker, make_tracker, total_of
@@ -57,45 +65,6 @@ if TYPE_CHECKING:
     from ._unordered import Arrivals
 
 R = TypeVar("R")
-
-TARGET_SECONDS = 0.01
-# Each round trip costs the caller's process a fixed share of CPU (a task, a future, a pickle, two
-# thread hand-offs), and on a small machine that CPU is taken from the workers: at 4096 items of
-# ``x * 2`` per chunk the parent spent about 1.5x the CPU per item it spends at 16384. The read-
-# ahead stays bounded: at most CHUNKS_PER_WORKER chunks per worker in flight, plus the one in hand.
-MAX_CHUNK = 16384
-CHUNKS_PER_WORKER = 2
-
-
-class ChunkSizer:
-    """Chooses the next chunk size from the measured time per item.
-
-    The time per item is a running average in which each older chunk counts half as much as the
-    one after it: a first chunk that paid for a slow import in the worker (seconds, for one item)
-    is forgotten within a few chunks instead of holding the size down for thousands of items,
-    and a map whose items turn slow shrinks its chunks as soon as that shows.
-    """
-
-    def __init__(self, fixed: int | None) -> None:
-        if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 1):
-            raise ValueError(f"chunksize must be at least 1 (an int), got {fixed!r}")
-        self._fixed = fixed
-        self._items = 0.0
-        self._seconds = 0.0
-        self._size = 1
-
-    def next_size(self) -> int:
-        return self._fixed or self._size
-
-    def observe(self, items: int, seconds: float) -> None:
-        if self._fixed or items == 0:
-            return
-        self._items = self._items / 2 + items
-        self._seconds = self._seconds / 2 + seconds
-        per_item = self._seconds / self._items
-        wanted = MAX_CHUNK if per_item <= 0 else int(TARGET_SECONDS / per_item)
-        # Grow at most eightfold per chunk: one lucky fast chunk must not make the next one huge.
-        self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
 
 
 class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
@@ -209,9 +178,9 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
                     "map were done; the item's exception is the cause of this one, and the map goes on"
                 )
                 error.__cause__ = exc
-                yield _Raising(error)
+                yield Raising(error)
             except BaseException as exc:  # noqa: BLE001 - raised by the chain, at this item's place
-                yield _Raising(exc)
+                yield Raising(exc)
 
     def __next__(self) -> R:
         for value in self._current:
@@ -264,7 +233,7 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
             if self._progress is not None:
                 self._progress.failed()
             raise piece
-        self._values, self._current = _handing_out(piece)
+        self._values, self._current = handing_out(piece)
         return True
 
     def _wait_for_chunk(self) -> ChunkResult:
@@ -303,7 +272,7 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
                 chunk.values[index] = error
             self._pending.append(chunk.values)
         else:
-            self._pending.extend(_runs_of(chunk.values, chunk.errors))
+            self._pending.extend(runs_of(chunk.values, chunk.errors))
         if self._progress is not None:
             self._progress.took(len(chunk.values))
             if self._arguments is None and not self._in_flight:
@@ -413,53 +382,6 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
             pass
 
 
-def _handing_out(run: list[Any]) -> tuple[list[Any], Iterator[Any]]:
-    """An iterator over ``run`` that lets go of each value as it hands it out (a map must not keep
-    a result the caller may have dropped), and the list that ends it early when cleared. All in C:
-    ``map`` pops the reversed run once per entry of a list of references to it."""
-    run.reverse()
-    references = [run] * len(run)
-    return references, map(list.pop, references)
-
-
-class _Raising(Iterator[Any]):
-    """A run that raises one exception when first asked, then is empty.
-
-    ``itertools.chain`` keeps the run it takes from when that run raises, so the consumer's next
-    request finds this one empty and the chain moves on to the runs after the failed item.
-    """
-
-    __slots__ = ("_error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self._error: BaseException | None = error
-
-    def __next__(self) -> Any:
-        error, self._error = self._error, None
-        if error is None:
-            raise StopIteration
-        try:
-            raise error
-        finally:
-            del error  # no reference cycle through this frame's traceback
-
-
-def _runs_of(values: list[Any], errors: dict[int, BaseException]) -> list[list[Any] | BaseException]:
-    """A chunk's output as runs of values with each failed item's exception between them."""
-    if not errors:
-        return [values] if values else []
-    pieces: list[list[Any] | BaseException] = []
-    start = 0
-    for index in sorted(errors):
-        if index > start:
-            pieces.append(values[start:index])
-        pieces.append(errors[index])
-        start = index + 1
-    if start < len(values):
-        pieces.append(values[start:])
-    return pieces
-
-
 def map_items(
     backend: Backend,
     handle: FunctionHandle,
@@ -476,7 +398,7 @@ def map_items(
     """
     flags = {"ordered": ordered, "return_exceptions": return_exceptions}
     handle = handle.snapshot()
-    if not isinstance(arguments, _OneIterable):
+    if not isinstance(arguments, OneIterable):
         return MapIterator(backend, handle, arguments, chunksize, options, **flags)
     mapping: MapIterator[Any] = MapIterator(
         backend, handle, arguments.items, chunksize, options, bare=True, **flags
@@ -485,28 +407,6 @@ def map_items(
         # Read like list_iterator would (up to the list's length at each read), but by slices.
         mapping._list = arguments.source
     return mapping
-
-
-class _OneIterable(Iterator[tuple[Any, ...]]):
-    """The arguments of a one-iterable map: 1-tuples to whoever iterates them, but ``map_items``
-    takes ``items`` directly and sends the items bare, with no tuple per item."""
-
-    __slots__ = ("items", "source")
-
-    def __init__(self, iterable: Iterable[Any]) -> None:
-        self.items = iter(iterable)
-        self.source = iterable
-
-    def __next__(self) -> tuple[Any, ...]:
-        return (next(self.items),)
-
-
-def zip_arguments(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:
-    if not iterables:
-        raise TypeError("map() needs at least one iterable")
-    if len(iterables) == 1:
-        return _OneIterable(iterables[0])
-    return zip(*iterables, strict=False)  # like builtins.map: stop at the shortest
 
 
 MapIterator.__module__ = "parallelize"

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _settings
 from ._backends import submit_call
+from ._chunking import zip_arguments
 from ._errors import PoolClosed
 from ._functions import handle_for
 from ._futures import Future
 from ._initializer import Initializer, make_initializer
-from ._mapping import MapIterator, map_items, zip_arguments
+from ._mapping import MapIterator, map_items
 from ._process import PoolState, ProcessBackend
 from ._task import check_timeout, options_of
 
