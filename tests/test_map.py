@@ -22,7 +22,7 @@ from parallelize import (
     WorkerCrashed,
     parallel,
 )
-from parallelize import _mapping as mapping
+from parallelize import _chunking as chunking
 
 from . import core_tasks, fault_tasks, map_tasks, workers
 
@@ -562,7 +562,7 @@ def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
     # thousands of items per round trip (max: a chunk that a busy machine slowed down shrinks
     # the next one for a while)
     assert max(sizes) >= 1024
-    assert max(sizes) <= mapping.MAX_CHUNK
+    assert max(sizes) <= chunking.MAX_CHUNK
     results.close()
 
 
