@@ -99,3 +99,9 @@ def produce(kind: str, size: int) -> Any:
     if payload is None:
         payload = _made[kind, size] = make(kind, size)
     return payload
+
+
+def sleep_for(seconds: float) -> float:
+    """Sleep ``seconds``: an item of a given length that leaves the CPU to the others."""
+    time.sleep(seconds)
+    return seconds

@@ -274,9 +274,29 @@ def measure_map(column: str, s: Session, out: dict[str, float]) -> None:
         with opened(column, 180, s.notes) as pool:
             pool.map(double, items[:100], WAIT)  # whatever a first map sets up is set up
             seconds = timed(lambda: results.extend(pool.map(double, items, 120)))
+            if column == "parallelize":
+                _map_with_progress(pool.pool, items, expected, out)
     if results != expected:
         raise AssertionError(f"map returned wrong results ({len(results)} items)")
     out["map"] = len(items) / seconds
+
+
+def _map_with_progress(pool: Any, items: list[int], expected: list[int], out: dict[str, float]) -> None:
+    """The cost of ``progress=True``: the same map with and without a bar, in the order
+    A B B A B A A B so that a drift of the machine's speed hits both alike; the bar draws on
+    os.devnull (a write per draw, as to a terminal, without filling the runner's stderr)."""
+    seconds = {False: 0.0, True: 0.0}
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        list(pool.map(double, items[:100], progress=True))  # tqdm imported, untimed
+        for show in [False, True, True, False, True, False, False, True]:
+            got: list[int] = []
+            seconds[show] += timed(
+                lambda show=show, got=got: got.extend(pool.map(double, items, progress=show))
+            )
+            if got != expected:
+                raise AssertionError(f"map returned wrong results ({len(got)} items)")
+    out["map_plain"] = 4 * len(items) / seconds[False]
+    out["map_progress"] = 4 * len(items) / seconds[True]
 
 
 def measure_transfer(column: str, s: Session, out: dict[str, float]) -> None:

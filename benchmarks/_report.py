@@ -224,8 +224,9 @@ def notes(rows: list[Row], columns: list[str], plan: Plan, results: Results) -> 
         lines.append(
             "Side by side: the cost per call of one form over the other's (1.10 = 10% slower), the "
             "median of the rounds' ratios; both forms run in the same session, taking turns (round trips "
-            "call by call, submits a quarter of the calls at a time in the order A B B A B A A B), 2 "
-            "workers each."
+            "call by call, submits a quarter of the calls at a time in the order A B B A B A A B, "
+            "maps with and without progress= whole, in that same order, the bar drawn on os.devnull), "
+            "2 workers each."
         )
     if "transfer" in groups:
         lines.append(

@@ -16,7 +16,8 @@ Rows (the performance issue's table):
   roundtrip  warm round trip of a no-op, one call at a time (and parallelize's @parallel forms:
              pool=p, and the plain decorator on the default pool, taking turns call by call)
   submit     submit many no-ops one by one, then wait for all (and the same two @parallel forms)
-  map        map a cheap function over many small items with each pool's own map API
+  map        map a cheap function over many small items with each pool's own map API (and
+             parallelize's with progress=True against without, taking turns)
   transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
@@ -104,6 +105,16 @@ def rows_for(plan: Plan) -> list[Row]:
             "submit_dec",
         ),
         Row("map", "map", f"map `x * 2` over {plan.map_items:,} ints (items/s)", True, 0),
+        Row("map_plain", "map", "the same map, no progress, taking turns (items/s)", True, 0, ours),
+        Row(
+            "map_progress",
+            "map",
+            "the same map with `progress=True`, a tqdm bar (items/s)",
+            True,
+            0,
+            ours,
+            "map_plain",
+        ),
     ]
     for direction, what in (("arg", "argument, returns its length"), ("res", "result")):
         for kind in KINDS:

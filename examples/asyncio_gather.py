@@ -1,8 +1,9 @@
-"""Awaiting decorated calls from asyncio.
+"""Awaiting decorated calls and maps from asyncio.
 
 A call's ``parallelize.Future`` can be awaited inside a running event loop: the coroutine suspends
 while a worker process computes, and the loop keeps serving other coroutines meanwhile. Because
-the future is awaitable, ``asyncio.gather`` and ``asyncio.wait_for`` take it as they are.
+the future is awaitable, ``asyncio.gather`` and ``asyncio.wait_for`` take it as they are. A map is
+an async iterator: ``async for`` suspends between chunks, never blocking the loop.
 
 Run it with ``python examples/asyncio_gather.py``.
 """
@@ -33,6 +34,11 @@ def collatz_steps(n: int) -> int:
     return steps
 
 
+@parallel
+def inverse(x: int) -> float:
+    return 1 / x
+
+
 async def heartbeat(done: asyncio.Event) -> int:
     """Counts how often the loop ran this coroutine while the workers were busy."""
     beats = 0
@@ -61,6 +67,16 @@ async def main() -> None:
     done.set()
     print("digests:", digests)
     print("event loop stayed responsive:", await beating > 0)
+
+    # A map in async for, results as their chunks finish (ordered=False).
+    total = 0
+    async for steps_taken in collatz_steps.map(range(1, 2001), ordered=False):
+        total += steps_taken
+    print("async for total:", total)
+
+    # Errors as values: a failed item's exception in its place, and the map goes on.
+    outcomes = [outcome async for outcome in inverse.map([1, 0, 4], return_exceptions=True)]
+    print("outcomes:", [type(o).__name__ if isinstance(o, BaseException) else o for o in outcomes])
 
 
 if __name__ == "__main__":

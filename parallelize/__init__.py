@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import _fork  # noqa: F401 - registers the one at-fork hook (see _fork)
 
 if TYPE_CHECKING:
-    from ._config import configure, restart, shutdown
+    from ._config import configure, restart, shutdown, stats
     from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
     from ._errors import (
         ParallelizeError,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._mapping import MapIterator
     from ._pool import Pool, PoolState
     from ._settings import available_cpus
+    from ._stats import PoolStats
 
 __all__ = [
     # decorators
@@ -49,6 +50,8 @@ __all__ = [
     "MapIterator",
     "Pool",
     "PoolState",
+    "PoolStats",
+    "stats",
     # configuration
     "configure",
     "shutdown",
@@ -73,6 +76,8 @@ _HOME = {
     "MapIterator": "_mapping",
     "Pool": "_pool",
     "PoolState": "_pool",
+    "PoolStats": "_stats",
+    "stats": "_config",
     "configure": "_config",
     "shutdown": "_config",
     "restart": "_config",

@@ -3,12 +3,14 @@
 Everything above this seam (decorators, map, futures, configuration) talks to a ``Backend``; the
 engines below it are the process backend (``_process.py``, which each public ``Pool`` holds),
 the thread and sync backends here, and later a dask.distributed one, which will be one new module
-implementing the same four members::
+implementing the same five members::
 
     _encode(task)   in the caller's thread; pickle what must cross a boundary, or raise
                     SerializationError there and then
     _enqueue(task)  hand the task over; the backend later fills task.future
     _capacity()     how many tasks run at once (map keeps a few chunks per slot in flight)
+    stats()         live counts (PoolStats), cheap enough to poll: no lock held for long, no
+                    question sent to a worker; outcomes are counted by the futures (_tally)
     shutdown(wait, cancel_pending)
 
 ``Limited`` is not a backend of its own: it wraps whichever backend a function uses to enforce
@@ -22,7 +24,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _shm, _worker
 from ._calls import run_items
@@ -31,7 +33,11 @@ from ._errors import PoolClosed, SerializationError
 from ._functions import FunctionHandle
 from ._futures import Future
 from ._serialize import dumps, dumps_shared, loads, type_name
+from ._tally import Tally
 from ._task import NO_OPTIONS, CallTask, ChunkResult, ChunkTask, Task, TaskOptions
+
+if TYPE_CHECKING:
+    from ._stats import PoolStats
 
 __all__ = ["Backend", "Limited", "SyncBackend", "ThreadBackend", "submit_call", "submit_chunk"]
 
@@ -40,6 +46,7 @@ class Backend(Protocol):
     def _encode(self, task: Task) -> None: ...
     def _enqueue(self, task: Task) -> None: ...
     def _capacity(self) -> int: ...
+    def stats(self) -> PoolStats: ...
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None: ...
 
 
@@ -79,7 +86,8 @@ def _enqueue(backend: Backend, task: Task) -> None:
         backend._enqueue(task)
     except BaseException:
         # Nobody will ever see this future: cancelling it runs its done-callbacks, which unlink
-        # the shared memory its arguments were encoded into.
+        # the shared memory its arguments were encoded into. It was never the backend's task.
+        task.future._tally = None
         task.future.cancel()
         raise
 
@@ -155,6 +163,8 @@ def run_here(task: Task, function: Callable[..., Any]) -> None:
     """Run a task in this thread and fill its future (the thread and sync backends)."""
     if not task.future.set_running_or_notify_cancel():
         return
+    if task.future._tally is not None:
+        task.future._tally.add("started")
     function = _attempts(function, task.options)
     if isinstance(task, CallTask):
         try:
@@ -181,6 +191,7 @@ class ThreadBackend:
         self._workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="parallelize-thread")
         self._cancelling = False
+        self._tally = Tally()
 
     def _encode(self, task: Task) -> None:
         # threads share the caller's objects: nothing to pickle
@@ -188,12 +199,14 @@ class ThreadBackend:
             warn_unbounded(task, "thread")
 
     def _enqueue(self, task: Task) -> None:
+        task.future._tally = self._tally
         try:
             self._executor.submit(self._run, task)
         except RuntimeError as exc:
             raise PoolClosed(
                 f"the thread backend is shut down, so {task.describe()} was not submitted"
             ) from exc
+        self._tally.add("submitted")
 
     def _run(self, task: Task) -> None:
         if self._cancelling:
@@ -203,6 +216,11 @@ class ThreadBackend:
 
     def _capacity(self) -> int:
         return self._workers
+
+    def stats(self) -> PoolStats:
+        # The threads started so far (ThreadPoolExecutor starts them as work arrives).
+        threads = len(getattr(self._executor, "_threads", ()))
+        return self._tally.snapshot("thread", workers=threads)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         # ThreadPoolExecutor's own cancel_futures would cancel its futures, not ours, and leave
@@ -218,6 +236,9 @@ class SyncBackend:
     cross a process boundary fails here exactly as it would on the process backend.
     """
 
+    def __init__(self) -> None:
+        self._tally = Tally()
+
     def _encode(self, task: Task) -> None:
         if task.options.timeout is not None:
             warn_unbounded(task, "sync")
@@ -225,6 +246,7 @@ class SyncBackend:
 
     def _enqueue(self, task: Task) -> None:
         assert task.payload is not None
+        task.future._tally = self._tally
         decoded = loads(task.payload)
         if isinstance(task, CallTask):
             task.args, task.kwargs = decoded[1:3]
@@ -247,6 +269,11 @@ class SyncBackend:
 
     def _capacity(self) -> int:
         return 1
+
+    def stats(self) -> PoolStats:
+        # No worker of its own: calls run in their callers' threads, so "running" is the calls
+        # under way in other threads now, and nothing ever waits.
+        return self._tally.snapshot("sync", workers=0, queued=0)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         pass  # nothing runs in the background
@@ -339,6 +366,9 @@ class _LimitedView:
 
     def _capacity(self) -> int:
         return min(self._limited._limit, self._backend._capacity())
+
+    def stats(self) -> PoolStats:
+        return self._backend.stats()
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         self._backend.shutdown(wait, cancel_pending=cancel_pending)

@@ -34,8 +34,9 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from . import _logs, _worker
 from . import _protocol as wire
-from . import _worker
+from ._initializer import Initializer
 from ._serialize import FunctionKey, dumps
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class WorkerHandle:
         "defined",
         "index",
         "kill_at",
+        "levels",
         "pid",
         "process",
         "queued",
@@ -108,7 +110,9 @@ class WorkerHandle:
         "tasks_run",
     )
 
-    def __init__(self, index: int, process: BaseProcess, tasks: Connection, results: Connection) -> None:
+    def __init__(
+        self, index: int, process: BaseProcess, tasks: Connection, results: Connection, levels: int = 0
+    ) -> None:
         self.index = index
         self.process = process
         self.pid: int = process.pid or 0  # kept: the process object is closed once reaped
@@ -127,6 +131,7 @@ class WorkerHandle:
         # globals keep changing) does not grow the worker without bound. The parent decides what
         # the worker forgets and tells it in the DEFINE that replaces it.
         self.defined: dict[FunctionKey, None] = {}
+        self.levels = levels  # the version of the parent's logging levels it has (see _logs)
         self._outbox: list[bytes] = []  # messages send() deferred to the next flush()
         self.deadline: float | None = None  # when the running task (or item) times out
         self.sent_at = 0.0  # when the running task was sent
@@ -156,6 +161,11 @@ class WorkerHandle:
         handle = task.function
         outbox = self._outbox
         written = 0
+        version, levels = _logs.levels()
+        if version != self.levels:
+            self.levels = version
+            outbox.append(wire.pack(wire.LEVELS, 0, levels))
+            written += len(levels)
         if handle.definition is not None:
             define = self._define(handle.key, handle.definition)
             if define is not None:
@@ -347,12 +357,13 @@ _LENGTH = struct.Struct("!i")
 _LONG_LENGTH = struct.Struct("!Q")
 
 
-def start_worker(context: BaseContext, index: int, initializer: bytes | None) -> WorkerHandle:
+def start_worker(context: BaseContext, index: int, initializer: Initializer | None) -> WorkerHandle:
     task_reader, task_writer = context.Pipe(duplex=False)
     result_reader, result_writer = context.Pipe(duplex=False)
+    version, levels = _logs.levels()
     process = context.Process(  # type: ignore[attr-defined]
         target=_worker.run,
-        args=(task_reader, result_writer, initializer),
+        args=(task_reader, result_writer, initializer, levels),
         name=f"parallelize-worker-{index}",
     )
     try:
@@ -366,7 +377,7 @@ def start_worker(context: BaseContext, index: int, initializer: bytes | None) ->
         # The worker has its own copies now (or never will): ours would hide its exit.
         task_reader.close()
         result_writer.close()
-    return WorkerHandle(index, process, task_writer, result_reader)
+    return WorkerHandle(index, process, task_writer, result_reader, version)
 
 
 @contextlib.contextmanager

@@ -31,8 +31,9 @@ from ._settings import (
 if TYPE_CHECKING:
     from ._dask import DaskBackend
     from ._pool import Pool
+    from ._stats import PoolStats
 
-__all__ = ["available_cpus", "configure", "restart", "settings", "shutdown"]
+__all__ = ["available_cpus", "configure", "restart", "settings", "shutdown", "stats"]
 __all__ += ["check_backend", "check_start_method", "check_workers", "parse_memory"]  # for callers here
 
 
@@ -184,6 +185,20 @@ def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
     for backend in backends:
         if backend is not None:
             backend.shutdown(wait, cancel_pending=cancel_pending)
+
+
+def stats() -> PoolStats:
+    """Live counts of the default backend (the pool plain ``@parallel`` functions use); see
+    ``Pool.stats``. Starts nothing: before the first call, or after ``shutdown()``, every count
+    is 0 and ``since`` is None. Inside a worker, the inline backend's."""
+    if _worker.ACTIVE:
+        return _sync_backend.stats()
+    backend = _resolved
+    if backend is None:
+        from ._tally import empty
+
+        return empty(settings().backend)
+    return backend.stats()
 
 
 def restart() -> None:

@@ -16,6 +16,7 @@ from multiprocessing.context import BaseContext
 
 from . import _shm
 from ._channel import ACTIVE, RETIRING, STOP_GRACE, WorkerHandle, start_worker
+from ._initializer import Initializer
 from ._poller import Poller
 from ._task import Task
 
@@ -26,13 +27,17 @@ Tag = tuple[str, WorkerHandle | None]
 
 
 class Crew:
-    def __init__(self, context: BaseContext, initializer: bytes | None, poller: Poller[Tag]) -> None:
+    def __init__(self, context: BaseContext, initializer: Initializer | None, poller: Poller[Tag]) -> None:
         self._context = context
         self._initializer = initializer
         self._poller = poller
         self._started = 0
         self.workers: dict[int, WorkerHandle] = {}  # by pid, until reaped
         self.idle: deque[WorkerHandle] = deque()  # the IDLE ones, longest idle first
+        # Workers forgotten while the pool was open (crashed, stopped, recycled), for stats();
+        # not the ones stop_all ends. Written here only, read by any thread.
+        self.replaced = 0
+        self._stopping = False
 
     def start(self) -> WorkerHandle:
         self._started += 1
@@ -52,6 +57,8 @@ class Crew:
     def forget(self, worker: WorkerHandle) -> None:
         """The worker has exited and its last words are read: let go of it."""
         self.workers.pop(worker.pid, None)
+        if not self._stopping:
+            self.replaced += 1
         if worker.results is not None:
             self._poller.remove(worker.results.fileno())
         self._poller.remove(worker.process.sentinel)
@@ -64,6 +71,7 @@ class Crew:
 
     def stop_all(self) -> None:
         """Tell every worker to stop at once, then give them all one grace together; kill the rest."""
+        self._stopping = True
         workers = list(self.workers.values())
         for worker in workers:
             if worker.state in ACTIVE:

@@ -36,9 +36,10 @@ import wrapt
 
 from . import _config, _worker
 from ._backends import Backend, Limited, submit_call
+from ._chunking import zip_arguments
 from ._functions import FunctionHandle, handle_for, reference_of
 from ._futures import Future
-from ._mapping import MapIterator, map_items, zip_arguments
+from ._mapping import MapIterator, map_items
 from ._methods import (
     BoundInProcessFunction,
     BoundParallelFunction,
@@ -227,10 +228,21 @@ class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
         return BoundParallelFunction(self, instance)
 
     def _map_items(
-        self, arguments: Iterator[tuple[Any, ...]], chunksize: int | None, timeout: float | None
+        self,
+        arguments: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        timeout: float | None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         return map_items(
-            self._backend(), self._function_handle(), arguments, chunksize, self._map_options(timeout)
+            self._backend(),
+            self._function_handle(),
+            arguments,
+            chunksize,
+            self._map_options(timeout),
+            ordered,
+            return_exceptions,
         )
 
     def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:

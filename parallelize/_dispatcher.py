@@ -45,10 +45,11 @@ from multiprocessing.context import BaseContext
 
 from . import _interrupts as interrupts
 from . import _outcomes as outcomes
-from ._channel import WorkerHandle
+from ._channel import ACTIVE, RETIRING, WorkerHandle
 from ._crew import RESULTS, WAKE, Crew, Tag
 from ._futures import cancel_running
 from ._inbox import Inbox
+from ._initializer import Initializer
 from ._poller import Poller
 from ._replies import Replies
 from ._scheduler import Scheduler
@@ -62,7 +63,7 @@ class Dispatcher:
         self,
         context: BaseContext,
         size: int,
-        initializer: bytes | None,
+        initializer: Initializer | None,
         *,
         name: str,
         on_exit: Callable[[], None],
@@ -141,6 +142,19 @@ class Dispatcher:
 
     def pids(self) -> list[int]:
         return self._crew.pids()
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(workers alive, tasks queued, tasks running, workers replaced), for ``stats()``.
+
+        Read from another thread without ``_lock``: each piece is one atomic read under the GIL
+        (a length, a copy of the workers), so a poll never waits for the dispatcher, and a task
+        moving on meanwhile may be counted twice or not at all. Queued tasks are those in the
+        inbox, those given back, and those waiting in a busy worker's pipe (not started)."""
+        workers = list(self._workers.values())
+        alive = sum(1 for w in workers if w.state in ACTIVE or w.state is RETIRING)
+        running = sum(1 for w in workers if w.task is not None)
+        queued = len(self.inbox.tasks) + len(self._plan.requeued) + sum(len(w.queued) for w in workers)
+        return alive, queued, running, self._crew.replaced
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's pipes; its workers are not ours to stop."""
@@ -229,6 +243,12 @@ class Dispatcher:
     # -- cancellation and Ctrl-C --------------------------------------------------------------------
 
     def _handle_stops(self) -> None:
+        if self.inbox.take_cancel_unstarted():
+            # shutdown(cancel_futures=True): what waits in a worker's pipe has not started either.
+            # Cancelling it asks for a stop (below), which for a queued task is a SKIP.
+            for worker in list(self._workers.values()):
+                for task in list(worker.queued):
+                    task.future.cancel()
         stops, stop_below = self.inbox.take_stops()
         stop, skip = self._plan.stops(stops, stop_below, self._workers.values())
         for worker in stop:

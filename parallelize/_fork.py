@@ -5,7 +5,8 @@ thread that does not exist in the child), caches and pools; the pools' dispatche
 survive the fork, and the workers are the parent's. Each module below with such state has an
 ``_after_fork_in_child()``; this hook calls those of the modules already imported, in this order:
 
-1. ``_interrupts``, ``_fallback``, ``_functions``, ``_shm``, ``_settings``: leaves of the import graph. Each
+1. ``_interrupts``, ``_fallback``, ``_functions``, ``_shm``, ``_settings``, ``_tally``: leaves of
+   the import graph (``_tally``: the counters every future bumps as it settles, see ``stats()``). Each
    replaces its lock and drops what is the parent's (function facts stay: they are true in the
    child too; the spare shared-memory segments and the warnings already logged are the
    parent's). They come first because the resets after them may pickle, look up a function or
@@ -33,6 +34,7 @@ RESET_ORDER = (
     "parallelize._functions",
     "parallelize._shm",
     "parallelize._settings",
+    "parallelize._tally",
     "parallelize._config",
     "parallelize._process",
 )

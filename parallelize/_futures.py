@@ -39,6 +39,8 @@ class Future(concurrent.futures.Future[R]):
     # Set by a process pool when it accepts the task; None for the thread and sync backends.
     _engine: _Engine | None = None
     _task: object = None
+    # Set by the backend that accepts the task: its live counts (see _tally), bumped here.
+    _tally: _Tally | None = None
 
     def __init__(self) -> None:
         # concurrent.futures.Future.__init__'s six fields (the same from 3.8 to 3.13; a test
@@ -50,6 +52,52 @@ class Future(concurrent.futures.Future[R]):
         self._exception: BaseException | None = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Callable[[concurrent.futures.Future[R]], object]] = []
+
+    # With a tally, a result or an exception is counted under the future's lock, between the
+    # state change and the notification: a waiter returns only once it has the lock back, so
+    # whoever sees this future done sees it counted (pool.stats()). This mirrors the stdlib's
+    # set_result / set_exception (unchanged from 3.8 to 3.13, like cancel_running below) with
+    # the count added; the callbacks still run after the lock is released. A cancellation is
+    # counted with the callbacks (_invoke_callbacks).
+    def set_result(self, result: R) -> None:
+        tally = self._tally
+        if tally is None:
+            super().set_result(result)
+            return
+        with self._condition:
+            self._refuse_if_settled()
+            self._result = result
+            self._state = _FINISHED
+            tally.finished(result)
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        tally = self._tally
+        if tally is None:
+            super().set_exception(exception)
+            return
+        with self._condition:
+            self._refuse_if_settled()
+            self._exception = exception
+            self._state = _FINISHED
+            tally.add("failed")
+            for waiter in self._waiters:
+                waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+    def _refuse_if_settled(self) -> None:
+        if self._state in _SETTLED_STATES:
+            raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+
+    def _invoke_callbacks(self) -> None:
+        tally = self._tally
+        if tally is not None and self._state in _CANCELLED_STATES:
+            tally.add("cancelled")
+        super()._invoke_callbacks()  # type: ignore[misc]
 
     def cancel(self) -> bool:
         if super().cancel():
@@ -207,6 +255,11 @@ class _Engine(Protocol):
     def interrupt(self) -> None: ...
 
 
+class _Tally(Protocol):
+    def finished(self, result: object, /) -> None: ...
+    def add(self, counter: str, /) -> None: ...
+
+
 def cancel_running(future: concurrent.futures.Future[Any]) -> bool:
     """Cancel a future whose task is running, as ``cancel()`` does for a pending one.
 
@@ -229,8 +282,10 @@ def cancel_running(future: concurrent.futures.Future[Any]) -> bool:
 
 _PENDING = "PENDING"
 _RUNNING = "RUNNING"
+_FINISHED = "FINISHED"
 _CANCELLED_AND_NOTIFIED = "CANCELLED_AND_NOTIFIED"
 _CANCELLED_STATES = ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+_SETTLED_STATES = (*_CANCELLED_STATES, _FINISHED)
 
 
 def settle(

@@ -8,7 +8,7 @@ waits on beside its workers' pipes, so one ``wait()`` hears both and nothing pol
 * ``interrupt``: Ctrl-C in a caller waiting on this pool (cancel and stop everything submitted
   before it, and nothing submitted after it: the caller may catch the KeyboardInterrupt and go
   on using the pool at once, before the dispatcher has acted on it);
-* ``close``: shutdown, optionally cancelling what waits and stopping what runs;
+* ``close``: shutdown, optionally cancelling what waits, and optionally stopping what runs;
 * ``restart``: replace every worker (idle ones now, busy ones after their task), losing nothing.
 """
 
@@ -35,6 +35,8 @@ class Inbox:
         # guarded by lock: stop every running task whose id is below this (Ctrl-C, cancel_pending)
         self.stop_below = 0
         self.closing = False  # guarded by lock
+        # guarded by lock: cancel the tasks waiting in workers' pipes too (shutdown(cancel_futures))
+        self.cancel_unstarted = False
         self.restarting = False  # guarded by lock: restart() was called, the dispatcher has not acted
         self._poked = False  # guarded by lock: a wake-up byte is already in the pipe
         self._pipe_open = True  # guarded by lock: False once the dispatcher has gone
@@ -69,9 +71,14 @@ class Inbox:
         """
         self._cancel_queued(stop_running=True, closing=False)
 
-    def close(self, cancel_pending: bool) -> None:
-        if cancel_pending:
-            self._cancel_queued(stop_running=True, closing=True)
+    def close(self, cancel_pending: bool, *, cancel_queued: bool = False) -> None:
+        """``cancel_pending``: cancel what waits and stop what runs (ours); ``cancel_queued``:
+        cancel only what waits, and let what runs finish (``Executor``'s ``cancel_futures``)."""
+        if cancel_pending or cancel_queued:
+            if cancel_queued:
+                with self.lock:
+                    self.cancel_unstarted = True
+            self._cancel_queued(stop_running=cancel_pending, closing=True)
         else:
             with self.lock:
                 self.closing = True
@@ -99,6 +106,11 @@ class Inbox:
         with self.lock:
             restarting, self.restarting = self.restarting, False
         return restarting
+
+    def take_cancel_unstarted(self) -> bool:
+        with self.lock:
+            cancel, self.cancel_unstarted = self.cancel_unstarted, False
+        return cancel
 
     def take_stops(self) -> tuple[list[Task], int]:
         """The running tasks to stop, and the id below which every running task is to stop."""

@@ -23,74 +23,65 @@ its items bare (no 1-tuple each), the worker runs a chunk in one C loop, and a `
     input --islice--> chunk list --pickle--> worker: list.extend(map(f, items)) --pickle-->
     chunk values --split at failed items--> runs --chain--> the consumer's loop
 
-A failed item reaches the chain as a run of its own that raises its exception once (``_Raising``):
+A failed item reaches the chain as a run of its own that raises its exception once (``_chunking.Raising``):
 ``itertools.chain`` drops its source of runs for good when the source raises, but not the run it
 is taking from, so the source of runs never raises and the chain goes on after a failure.
+
+``return_exceptions=True`` puts a failed item's exception in its place among the values instead
+(one run per chunk). ``ordered=False`` takes chunks as they finish (``_unordered``), and ``async
+for`` waits for the next chunk without blocking the event loop (``_amap``); both only change which
+chunk ``_load`` takes next and how the wait for it is made.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import itertools
+import operator
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from . import _interrupts as interrupts
 from ._backends import Backend, submit_chunk
+from ._chunking import (
+    CHUNKS_PER_WORKER,
+    ChunkSizer,
+    OneIterable,
+    Raising,
+    handing_out,
+    runs_of,
+)
 from ._functions import FunctionHandle
 from ._futures import Future
+from ._progress import Tracker, make_tracker, total_of
 from ._task import NO_OPTIONS, ChunkResult, TaskOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
+
+    from ._unordered import Arrivals
 
 R = TypeVar("R")
 
-TARGET_SECONDS = 0.01
-# Each round trip costs the caller's process a fixed share of CPU (a task, a future, a pickle, two
-# thread hand-offs), and on a small machine that CPU is taken from the workers: at 4096 items of
-# ``x * 2`` per chunk the parent spent about 1.5x the CPU per item it spends at 16384. The read-
-# ahead stays bounded: at most CHUNKS_PER_WORKER chunks per worker in flight, plus the one in hand.
-MAX_CHUNK = 16384
-CHUNKS_PER_WORKER = 2
 
-
-class ChunkSizer:
-    """Chooses the next chunk size from the measured time per item.
-
-    The time per item is a running average in which each older chunk counts half as much as the
-    one after it: a first chunk that paid for a slow import in the worker (seconds, for one item)
-    is forgotten within a few chunks instead of holding the size down for thousands of items,
-    and a map whose items turn slow shrinks its chunks as soon as that shows.
-    """
-
-    def __init__(self, fixed: int | None) -> None:
-        if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 1):
-            raise ValueError(f"chunksize must be at least 1 (an int), got {fixed!r}")
-        self._fixed = fixed
-        self._items = 0.0
-        self._seconds = 0.0
-        self._size = 1
-
-    def next_size(self) -> int:
-        return self._fixed or self._size
-
-    def observe(self, items: int, seconds: float) -> None:
-        if self._fixed or items == 0:
-            return
-        self._items = self._items / 2 + items
-        self._seconds = self._seconds / 2 + seconds
-        per_item = self._seconds / self._items
-        wanted = MAX_CHUNK if per_item <= 0 else int(TARGET_SECONDS / per_item)
-        # Grow at most eightfold per chunk: one lucky fast chunk must not make the next one huge.
-        self._size = max(1, min(wanted, self._size * 8, MAX_CHUNK))
-
-
-class MapIterator(Iterator[R], Generic[R]):
+class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
     """The iterator ``map`` returns: results in input order, one outcome per item.
+
+    It is an async iterator too: ``async for`` inside a running event loop awaits each chunk
+    without blocking the loop, and cancelling the consuming task closes the map.
 
     ``close()`` (or dropping the last reference) cancels the chunks still queued or running.
     ``iter()`` of it (what ``for`` and ``list()`` call) is not the map itself but a faster
     iterator at the same position: each result is handed out once, whether through it or
     through ``next()`` on the map, however the two are mixed. Both go on past a failed item.
     """
+
+    # Executor.map's timeout: a monotonic deadline for the whole map, and the seconds it came from.
+    _deadline: float | None = None
+    _timeout: float | None = None
 
     def __init__(
         self,
@@ -101,7 +92,12 @@ class MapIterator(Iterator[R], Generic[R]):
         options: TaskOptions,
         *,
         bare: bool = False,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> None:
+        for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
         self._sizer = ChunkSizer(chunksize)
         self._backend = backend
         self._handle = handle
@@ -114,10 +110,18 @@ class MapIterator(Iterator[R], Generic[R]):
         self._list: list[Any] | None = None
         self._taken = 0
         self._bare = bare
+        self._return_exceptions = return_exceptions
+        # For ordered=False: the chunks that are done, in the order they finished.
+        self._arrivals: Arrivals | None = None
+        if not ordered:
+            from ._unordered import Arrivals
+
+            self._arrivals = Arrivals()
         self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
-        # The output is handed out from one list iterator at a time, ``_current`` over the list
-        # ``_values``: a run of results with no failure among them. ``next()`` and the iterator
+        # The output is handed out from one iterator at a time, ``_current`` over a run of results
+        # with no failure among them, which lets go of each as it goes (``_handing_out``; emptying
+        # ``_values`` ends it). ``next()`` and the iterator
         # that ``__iter__`` returns both take from this same object, so whichever is used, and
         # however they are mixed, each result is handed out once and in order. ``_pending`` holds
         # the rest of the chunk in hand: more runs (lists), and the exceptions of the failed items
@@ -126,6 +130,27 @@ class MapIterator(Iterator[R], Generic[R]):
         self._current: Iterator[Any] = iter(self._values)
         self._pending: deque[list[Any] | BaseException] = deque()
         self._source_error: BaseException | None = None
+        # The input's length when known (see _counted), the items read from it so far, and the
+        # progress= display (see _progress).
+        self._total: int | None = None
+        self._read = 0
+        self._progress: Tracker | None = None
+
+    def _counted(self, iterables: Iterable[Iterable[Any]], progress: object) -> MapIterator[R]:
+        """Learn the length of the input ``iterables`` and, with ``progress=``, draw the count."""
+        self._total = total_of(iterables)
+        name = getattr(self._handle.function, "__qualname__", None) or self._handle.label
+        self._progress = make_tracker(progress, self._total, name)
+        return self
+
+    def __length_hint__(self) -> int:
+        """The items still to come, when the input's length is known (``operator.length_hint``)."""
+        if self._total is None:
+            return NotImplemented  # type: ignore[no-any-return]
+        unread = 0 if self._arguments is None else max(0, self._total - self._read)
+        in_flight = sum(count for _, count in self._in_flight)
+        pending = sum(len(piece) if isinstance(piece, list) else 1 for piece in self._pending)
+        return unread + in_flight + pending + operator.length_hint(self._current)
 
     def __iter__(self) -> Iterator[R]:
         # ``for`` loops and ``list()`` come here. The chain takes each value straight from the
@@ -153,9 +178,9 @@ class MapIterator(Iterator[R], Generic[R]):
                     "map were done; the item's exception is the cause of this one, and the map goes on"
                 )
                 error.__cause__ = exc
-                yield _Raising(error)
+                yield Raising(error)
             except BaseException as exc:  # noqa: BLE001 - raised by the chain, at this item's place
-                yield _Raising(exc)
+                yield Raising(exc)
 
     def __next__(self) -> R:
         for value in self._current:
@@ -165,6 +190,17 @@ class MapIterator(Iterator[R], Generic[R]):
                 return value  # type: ignore[no-any-return]
         raise StopIteration
 
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> R:
+        for value in self._current:  # a value in hand: no need to suspend (see _amap)
+            return value  # type: ignore[no-any-return]
+        from ._amap import anext_of
+
+        awaited: R = await anext_of(self)
+        return awaited
+
     def _load(self) -> bool:
         """Make the next run of values current: False at the end; raises a failed item's error."""
         # The current run is used up: let go of its values before waiting for more (the caller
@@ -173,33 +209,103 @@ class MapIterator(Iterator[R], Generic[R]):
         self._current = iter(self._values)
         while True:
             if self._pending:
-                piece = self._pending.popleft()
-                if isinstance(piece, BaseException):
-                    raise piece
-                self._values = piece
-                self._current = iter(piece)
-                return True
+                return self._hand_out(self._pending.popleft())
             if not self._in_flight:
                 self._refill_or_close()
                 if not self._in_flight:
                     return self._end()
             try:
-                chunk = self._in_flight[0][0].result()
+                chunk = self._wait_for_chunk()
             except KeyboardInterrupt:
                 # Ctrl-C while waiting (the future has stopped the pool's work) or part-way
                 # through taking a result: this map is over either way.
                 self.close()
                 raise
-            except BaseException:
-                # The whole chunk failed (its arguments could not be pickled or unpickled): its
-                # exception is raised once, in place of its items.
-                self._in_flight.popleft()
-                self._refill_or_close()
+            except _OutOfTime:
                 raise
-            self._in_flight.popleft()
-            self._sizer.observe(len(chunk.values), chunk.seconds)
-            self._refill_or_close()
-            self._pending.extend(_runs_of(chunk.values, chunk.errors))
+            except BaseException as exc:  # noqa: BLE001 - the whole chunk failed, see _chunk_failed
+                self._chunk_failed(exc)
+                continue
+            self._chunk_done(chunk)
+
+    def _hand_out(self, piece: list[Any] | BaseException) -> bool:
+        if isinstance(piece, BaseException):
+            if self._progress is not None:
+                self._progress.failed()
+            raise piece
+        self._values, self._current = handing_out(piece)
+        return True
+
+    def _wait_for_chunk(self) -> ChunkResult:
+        """The next chunk's result (its own exception if it failed as a whole); _OutOfTime when the
+        map's deadline (``Executor.map``'s ``timeout``) comes first."""
+        head = self._next_done()
+        if head is None:
+            self._out_of_time()
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        try:
+            return head.result(left)
+        except concurrent.futures.TimeoutError:
+            if head.done():
+                raise  # the chunk's own outcome
+            self._out_of_time()
+
+    def _chunk_failed(self, exc: BaseException) -> None:
+        """The whole chunk failed (its arguments could not be pickled or unpickled): its exception
+        is raised once, in place of its items (or, with ``return_exceptions``, stands for each)."""
+        size = self._in_flight.popleft()[1]
+        self._refill_or_close()
+        if self._progress is not None:
+            self._progress.took(size)
+        if not self._return_exceptions:
+            if self._progress is not None:
+                self._progress.failed()
+            raise exc
+        self._pending.append([exc] * size)
+
+    def _chunk_done(self, chunk: ChunkResult) -> None:
+        self._in_flight.popleft()
+        self._sizer.observe(len(chunk.values), chunk.seconds)
+        self._refill_or_close()
+        if self._return_exceptions:  # each failed item's exception in its place
+            for index, error in chunk.errors.items():
+                chunk.values[index] = error
+            self._pending.append(chunk.values)
+        else:
+            self._pending.extend(runs_of(chunk.values, chunk.errors))
+        if self._progress is not None:
+            self._progress.took(len(chunk.values))
+            if self._arguments is None and not self._in_flight:
+                self._progress.finish()  # N/N before the consumer gets the last results
+
+    def _out_of_time(self) -> NoReturn:
+        self.close()
+        raise _OutOfTime(
+            f"the map did not finish within its timeout of {self._timeout} s (Executor.map's "
+            f"deadline for the whole map); its work still queued or running was cancelled"
+        )
+
+    def _next_done(self) -> Future[ChunkResult] | None:
+        """The chunk ``_load`` takes next, moved to the front of ``_in_flight``: the first one
+        (unordered: the first to finish, waited for here); None if the map's deadline came first."""
+        progress = self._progress
+        if self._arrivals is not None:
+            draw = None if progress is None else functools.partial(progress.draw, self._in_flight)
+            return self._arrivals.next_done(self._in_flight, self._deadline, draw)
+        if progress is not None:
+            progress.wait(self._in_flight, self._deadline)
+        return self._in_flight[0][0]
+
+    def _watch(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (from any thread) once the chunk ``_next_done`` gives is done: True; or
+        False, without calling it, if that chunk is done already (``_in_flight`` is not empty)."""
+        if self._arrivals is not None:
+            return self._arrivals.watch(wake)
+        head = self._in_flight[0][0]
+        if head.done():
+            return False
+        head.add_done_callback(lambda _: wake())
+        return True
 
     def _refill_or_close(self) -> None:
         # Ctrl-C while submitting the next chunks: what this map had in flight stops, as it
@@ -214,7 +320,11 @@ class MapIterator(Iterator[R], Generic[R]):
         error, self._source_error = self._source_error, None
         self._arguments = self._list = None
         if error is not None:
+            if self._progress is not None:
+                self._progress.end()
             raise error
+        if self._progress is not None:
+            self._progress.finish()
         return False
 
     def _refill(self) -> None:
@@ -234,12 +344,15 @@ class MapIterator(Iterator[R], Generic[R]):
                 if self._source_error is None:
                     self._arguments = self._list = None
                 return
+            self._read += len(items)
             try:
                 future = submit_chunk(self._backend, self._handle, items, self._options, bare=self._bare)
             except Exception as exc:  # noqa: BLE001 - e.g. SerializationError: raised in its place
                 future = Future()
                 future.set_exception(exc)
             self._in_flight.append((future, len(items)))
+            if self._arrivals is not None:
+                future.add_done_callback(self._arrivals)
             if self._source_error is not None:
                 return
 
@@ -254,6 +367,10 @@ class MapIterator(Iterator[R], Generic[R]):
         self._pending.clear()
         for future, _ in in_flight:
             future.cancel()
+        if self._progress is not None:
+            self._progress.end()
+        if self._arrivals is not None:
+            self._arrivals.clear()
 
     def __del__(self) -> None:
         try:
@@ -265,86 +382,35 @@ class MapIterator(Iterator[R], Generic[R]):
             pass
 
 
-class _Raising(Iterator[Any]):
-    """A run that raises one exception when first asked, then is empty.
-
-    ``itertools.chain`` keeps the run it takes from when that run raises, so the consumer's next
-    request finds this one empty and the chain moves on to the runs after the failed item.
-    """
-
-    __slots__ = ("_error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self._error: BaseException | None = error
-
-    def __next__(self) -> Any:
-        error, self._error = self._error, None
-        if error is None:
-            raise StopIteration
-        try:
-            raise error
-        finally:
-            del error  # no reference cycle through this frame's traceback
-
-
-def _runs_of(values: list[Any], errors: dict[int, BaseException]) -> list[list[Any] | BaseException]:
-    """A chunk's output as runs of values with each failed item's exception between them."""
-    if not errors:
-        return [values] if values else []
-    pieces: list[list[Any] | BaseException] = []
-    start = 0
-    for index in sorted(errors):
-        if index > start:
-            pieces.append(values[start:index])
-        pieces.append(errors[index])
-        start = index + 1
-    if start < len(values):
-        pieces.append(values[start:])
-    return pieces
-
-
 def map_items(
     backend: Backend,
     handle: FunctionHandle,
     arguments: Iterator[tuple[Any, ...]],
     chunksize: int | None = None,
     options: TaskOptions = NO_OPTIONS,
+    ordered: bool = True,
+    return_exceptions: bool = False,
 ) -> MapIterator[Any]:
-    """Yield ``handle``'s result for each argument tuple, in order.
+    """Yield ``handle``'s result for each argument tuple, in order (or as chunks finish).
 
     The map takes one snapshot of the function, here at its start: a by-value function is pickled
     once, with its first chunk, and every chunk runs that same function (see ``_functions``).
     """
+    flags = {"ordered": ordered, "return_exceptions": return_exceptions}
     handle = handle.snapshot()
-    if not isinstance(arguments, _OneIterable):
-        return MapIterator(backend, handle, arguments, chunksize, options)
-    mapping: MapIterator[Any] = MapIterator(backend, handle, arguments.items, chunksize, options, bare=True)
+    if not isinstance(arguments, OneIterable):
+        return MapIterator(backend, handle, arguments, chunksize, options, **flags)
+    mapping: MapIterator[Any] = MapIterator(
+        backend, handle, arguments.items, chunksize, options, bare=True, **flags
+    )
     if type(arguments.source) is list:
         # Read like list_iterator would (up to the list's length at each read), but by slices.
         mapping._list = arguments.source
     return mapping
 
 
-class _OneIterable(Iterator[tuple[Any, ...]]):
-    """The arguments of a one-iterable map: 1-tuples to whoever iterates them, but ``map_items``
-    takes ``items`` directly and sends the items bare, with no tuple per item."""
-
-    __slots__ = ("items", "source")
-
-    def __init__(self, iterable: Iterable[Any]) -> None:
-        self.items = iter(iterable)
-        self.source = iterable
-
-    def __next__(self) -> tuple[Any, ...]:
-        return (next(self.items),)
-
-
-def zip_arguments(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:
-    if not iterables:
-        raise TypeError("map() needs at least one iterable")
-    if len(iterables) == 1:
-        return _OneIterable(iterables[0])
-    return zip(*iterables, strict=False)  # like builtins.map: stop at the shortest
-
-
 MapIterator.__module__ = "parallelize"
+
+
+class _OutOfTime(concurrent.futures.TimeoutError):
+    """``Executor.map``'s deadline for the whole map passed (a TimeoutError, as it says)."""

@@ -124,7 +124,12 @@ class BoundParallelFunction(_Bound[P, R], MapMethods[P, R]):
         )
 
     def _map_items(
-        self, arguments: Iterator[tuple[Any, ...]], chunksize: int | None, timeout: float | None
+        self,
+        arguments: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        timeout: float | None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         function = self.__func__
         return map_items(
@@ -133,6 +138,8 @@ class BoundParallelFunction(_Bound[P, R], MapMethods[P, R]):
             arguments,
             chunksize,
             function._map_options(timeout),
+            ordered,
+            return_exceptions,
         )
 
     def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:

@@ -35,7 +35,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _guard
 from . import _interrupts as interrupts
@@ -43,7 +43,12 @@ from ._backends import encode
 from ._dispatcher import Dispatcher
 from ._errors import PoolBroken, PoolClosed
 from ._inbox import Inbox
+from ._initializer import Initializer
+from ._tally import Tally
 from ._task import Task
+
+if TYPE_CHECKING:
+    from ._stats import PoolStats
 
 __all__ = ["PoolState", "ProcessBackend", "shutdown_all"]
 
@@ -74,7 +79,7 @@ class ProcessBackend:
         self,
         workers: int,
         start_method: str,
-        initializer: bytes | None,
+        initializer: Initializer | None,
         max_tasks_per_worker: int | None,
         max_memory_per_worker: int | None,
     ) -> None:
@@ -90,6 +95,7 @@ class ProcessBackend:
         self._wake_on_drop: weakref.finalize[Any, Any] | None = None  # guarded by _lock
         # Told when this backend breaks (the default pool's owner forgets it); set before first use.
         self.on_broken: Callable[[ProcessBackend], None] | None = None
+        self._tally = Tally()  # outcomes, counted by the futures (see _tally)
         _live.add(self)
 
     @property
@@ -99,6 +105,15 @@ class ProcessBackend:
     def pids(self) -> list[int]:
         dispatcher = self._dispatcher
         return [] if dispatcher is None else dispatcher.pids()
+
+    def stats(self) -> PoolStats:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return self._tally.snapshot("process", workers=0, queued=0, running=0, replaced=0)
+        workers, queued, running, replaced = dispatcher.counts()
+        return self._tally.snapshot(
+            "process", workers=workers, queued=queued, running=running, replaced=replaced
+        )
 
     # -- the seam (see _backends.Backend) -----------------------------------------------------------
 
@@ -110,6 +125,7 @@ class ProcessBackend:
         # The future can now stop its task when cancelled while running, or on Ctrl-C.
         task.future._engine = dispatcher.inbox
         task.future._task = task
+        task.future._tally = self._tally
         try:
             if not dispatcher.send_now(task):
                 dispatcher.inbox.put(task)
@@ -124,7 +140,9 @@ class ProcessBackend:
     def _capacity(self) -> int:
         return self._workers
 
-    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_pending: bool = False, cancel_queued: bool = False
+    ) -> None:
         with self._lock:
             dispatcher = self._dispatcher
             if self._state is PoolState.NEW:
@@ -134,7 +152,7 @@ class ProcessBackend:
                 self._transition(PoolState.CLOSING)
         if dispatcher is None:
             return
-        dispatcher.inbox.close(cancel_pending)
+        dispatcher.inbox.close(cancel_pending, cancel_queued=cancel_queued)
         if wait:
             dispatcher.join()
 
@@ -229,6 +247,7 @@ class ProcessBackend:
         # The dispatcher thread did not survive the fork and the workers belong to the parent:
         # this process gets a fresh pool on its next submit, never a share of the parent's.
         self._lock = threading.Lock()
+        self._tally = Tally()  # the child's pool is a new one: counted from now
         self._forget_drop_waker()
         if self._dispatcher is not None:
             self._dispatcher.abandon_after_fork()

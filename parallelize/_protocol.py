@@ -4,8 +4,8 @@ Each worker has two one-way pipes of its own, both owned by the parent, so the p
 which task each worker holds (a shared queue cannot say, and that is why one crash breaks
 ``ProcessPoolExecutor`` for good)::
 
-    dispatcher --[RUN / RUN_MANY / RUN_EACH / DEFINE / STOP]--> worker
-    dispatcher <--[READY / RESULT / ERROR / ITEM / INIT_FAILED]-- worker
+    dispatcher --[RUN / RUN_MANY / RUN_EACH / DEFINE / LEVELS / STOP]--> worker
+    dispatcher <--[READY / RESULT / ERROR / ITEM / INIT_FAILED / OUTPUT / LOG]-- worker
 
 A message is one ``Connection.send_bytes`` frame: a fixed header (kind, task id, attempt) and a
 payload. Payloads are pickles made by ``_serialize``; arguments are pickled in the caller's thread,
@@ -23,6 +23,10 @@ running and is stopped like any running task.
 A map chunk travels as RUN_MANY (one RESULT for the whole chunk: cheap) or, when each item needs
 its own deadline or the chunk must be re-run to find the item that killed its worker, as RUN_EACH
 (one ITEM message per item, so the dispatcher always knows which item is running).
+
+What a task prints and logs crosses as OUTPUT and LOG frames, written before the frame that
+reports the task (see _forward and _logs), so the parent replays them before it settles the
+task's future; LEVELS tells a worker the parent's logging levels when they have changed.
 
 Imported by every worker: standard library only.
 """
@@ -43,6 +47,9 @@ DEFINE = 3
 STOP = 4  # no payload: finish and exit
 SKIP = 6  # no payload: drop this prefetched task if it has not started (it was cancelled)
 BATCH = 7  # payload: several messages, each preceded by its length (4 bytes): one write for many
+# LEVELS payload: pickle of (root level, logging.disable level, {logger name: level}), sent
+# before a task when the parent's levels changed since this worker last heard (see _logs)
+LEVELS = 8
 
 # worker -> parent
 READY = 10  # booted and the initializer ran; payload empty
@@ -51,6 +58,10 @@ ERROR = 12  # payload: pickled ErrorEnvelope
 INIT_FAILED = 13  # payload: pickled ErrorEnvelope of the initializer's exception
 ITEM = 14  # payload: pickled ItemOutcome, one per item of a RUN_EACH chunk, in order
 SKIPPED = 15  # no payload: the task a SKIP named was dropped unstarted
+# OUTPUT and LOG name the running task (0: none, e.g. an initializer's print). They are the
+# highest kinds, so the parent tells them from the rest with one comparison.
+OUTPUT = 16  # payload: pickle of [(1 for stdout or 2 for stderr, text), ...] in the order written
+LOG = 17  # payload: pickle of a LogRecord's __dict__, message formatted, exc_info as exc_text
 
 # kind, task id, attempt (1 for the first run; the worker retries `retry_on` errors within the
 # budget that is left, so a task's attempts are counted across crashes and exceptions alike), and

@@ -2,7 +2,9 @@
 
 ::
 
-    result pipe --frames--> on_readable --> READY: the worker joins the idle line
+    result pipe --frames--> on_readable --> OUTPUT / LOG: what a task printed or logged,
+                                              replayed here before its result (``_logs``)
+                                            READY: the worker joins the idle line
                                             RESULT / ERROR: settle the task (``_outcomes``), start
                                               the queued task the worker named, or idle / retire it
                                             ITEM: one item of a per-item chunk
@@ -20,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from . import _logs as logs
 from . import _outcomes as outcomes
 from . import _prefetch as prefetch
 from . import _protocol as wire
@@ -54,23 +57,33 @@ class Replies:
 
     def _on_message(self, worker: WorkerHandle, message: bytes) -> None:
         kind, task_id, attempt, next_id, payload = wire.unpack(message)
-        if kind == wire.READY:
-            if worker.state is not BOOTING:
-                pass  # told to stop while it booted
-            elif worker.stale:
-                worker.retire()  # booted before a restart(): it may have loaded the old code
-            else:
-                worker.to(IDLE)
-                self._crew.idle.append(worker)
-            return
-        if kind == wire.INIT_FAILED:
+        if kind >= wire.OUTPUT:
+            # Whatever the worker's state: a stopped task's last words were still printed.
+            logs.replay(kind, payload, self._task_name(worker, task_id, kind))
+        elif kind == wire.READY:
+            self._on_ready(worker)
+        elif kind == wire.INIT_FAILED:
             self.init_failure = bytes(payload)
-            return
-        if worker.state is STOPPING:
-            return  # stopped: whatever it still says is stale, and its tasks were dealt with
-        if kind == wire.SKIPPED:
+        elif worker.state is STOPPING:
+            pass  # stopped: whatever it still says is stale, and its tasks were dealt with
+        elif kind == wire.SKIPPED:
             self._on_skipped(worker, task_id)
-            return
+        else:
+            self._on_reply(worker, kind, task_id, attempt, next_id, payload)
+
+    def _on_ready(self, worker: WorkerHandle) -> None:
+        if worker.state is not BOOTING:
+            pass  # told to stop while it booted
+        elif worker.stale:
+            worker.retire()  # booted before a restart(): it may have loaded the old code
+        else:
+            worker.to(IDLE)
+            self._crew.idle.append(worker)
+
+    def _on_reply(
+        self, worker: WorkerHandle, kind: int, task_id: int, attempt: int, next_id: int, payload: memoryview
+    ) -> None:
+        """RESULT, ERROR or ITEM: the task settles (or one item of it does)."""
         task = worker.task
         if task is None or task.id != task_id:
             return  # the task was cancelled or timed out while its answer was on the way
@@ -82,6 +95,13 @@ class Replies:
         prefetch.measure(task.function, time.monotonic() - worker.sent_at, task.calls())
         self._advance(worker, next_id)
         outcomes.resolve(task, kind, attempt, payload, worker.pid)
+
+    @staticmethod
+    def _task_name(worker: WorkerHandle, task_id: int, kind: int) -> str | None:
+        task = worker.task
+        if kind != wire.LOG or task is None or task.id != task_id:
+            return None  # output has no name; a record outside any task has none either
+        return logs.task_name(task)
 
     def _on_skipped(self, worker: WorkerHandle, task_id: int) -> None:
         for task in worker.queued:

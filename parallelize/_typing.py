@@ -25,13 +25,16 @@ bound forms (``obj.method.map(xs)``) put the bound object in front of each item.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
-    from typing_extensions import Never, Unpack  # typing's are 3.11+
+    from typing_extensions import Never  # typing's are 3.11+
 
     from ._futures import Future
     from ._mapping import MapIterator
+    from ._progress import ProgressOption
+
+from ._typing_starmap import StarmapMethods
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -91,13 +94,18 @@ class _InProcessMethod(Protocol[S_contra, P2, R_co]):
     def __call__(self, first: S_contra, /, *args: P2.args, **kwargs: P2.kwargs) -> R_co: ...
 
 
-class MapMethods(Generic[P, R]):
+class MapMethods(StarmapMethods[P, R], Generic[P, R]):
     """``map`` and ``starmap`` for ``ParallelFunction`` and its bound form."""
 
     __slots__ = ()
 
     def _map_items(
-        self, arguments: Iterator[tuple[Any, ...]], chunksize: int | None, timeout: float | None
+        self,
+        arguments: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        timeout: float | None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         raise NotImplementedError
 
@@ -115,6 +123,34 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
+    ) -> MapIterator[R2]: ...
+    @overload
+    def map(
+        self: _Call1[A1, R2],
+        it1: Iterable[A1],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R2 | BaseException]: ...
+    @overload
+    def map(
+        self: _Call2[A1, A2, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -125,6 +161,23 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R2 | BaseException]: ...
+    @overload
+    def map(
+        self: _Call3[A1, A2, A3, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -136,6 +189,24 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R2 | BaseException]: ...
+    @overload
+    def map(
+        self: _Call4[A1, A2, A3, A4, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        it4: Iterable[A4],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -148,6 +219,25 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R2 | BaseException]: ...
+    @overload
+    def map(
+        self: _Call5[A1, A2, A3, A4, A5, R2],
+        it1: Iterable[A1],
+        it2: Iterable[A2],
+        it3: Iterable[A3],
+        it4: Iterable[A4],
+        it5: Iterable[A5],
+        /,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R2]: ...
     @overload
     def map(
@@ -161,7 +251,10 @@ class MapMethods(Generic[P, R]):
         *,
         chunksize: int | None = None,
         timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R2 | BaseException]: ...
     @overload
     def map(
         self: _CallGeneric[Never],
@@ -169,6 +262,9 @@ class MapMethods(Generic[P, R]):
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]: ...
     @overload
     def map(
@@ -183,87 +279,50 @@ class MapMethods(Generic[P, R]):
         *more: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: Literal[False] = False,
     ) -> MapIterator[R]: ...
+    @overload
     def map(
-        self, *iterables: Iterable[Any], chunksize: int | None = None, timeout: float | None = None
+        self,
+        it1: Iterable[Any],
+        it2: Iterable[Any],
+        it3: Iterable[Any],
+        it4: Iterable[Any],
+        it5: Iterable[Any],
+        it6: Iterable[Any],
+        /,
+        *more: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool,
+    ) -> MapIterator[R | BaseException]: ...
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressOption = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> MapIterator[Any]:
         """Results in input order, like ``builtins.map``; lazy and chunked automatically.
 
         ``timeout`` (default: the decorator's) bounds each item's running time, even inside a
         chunk: only the item that ran too long fails, and the rest of its chunk runs on.
+        ``progress=True`` draws a bar of the items completed (see README "Progress").
+        ``ordered=False`` yields results as their chunks finish (like ``imap_unordered``);
+        ``return_exceptions=True`` yields a failed item's exception in its place instead of
+        raising it (like ``asyncio.gather``). The result is an async iterator too.
         """
-        return self._map_items(self._map_arguments(iterables), chunksize, timeout)
-
-    @overload
-    def starmap(
-        self: _Call1[A1, R2],
-        iterable: Iterable[tuple[A1]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call2[A1, A2, R2],
-        iterable: Iterable[tuple[A1, A2]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call3[A1, A2, A3, R2],
-        iterable: Iterable[tuple[A1, A2, A3]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call4[A1, A2, A3, A4, R2],
-        iterable: Iterable[tuple[A1, A2, A3, A4]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _Call5[A1, A2, A3, A4, A5, R2],
-        iterable: Iterable[tuple[A1, A2, A3, A4, A5]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R2]: ...
-    @overload
-    def starmap(
-        self: _CallGeneric[Never],
-        iterable: Iterable[Iterable[Any]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[Any]: ...
-    @overload
-    def starmap(
-        self,
-        iterable: Iterable[tuple[Any, Any, Any, Any, Any, Any, Unpack[tuple[Any, ...]]]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[R]: ...
-    def starmap(
-        self,
-        iterable: Iterable[Iterable[Any]],
-        /,
-        *,
-        chunksize: int | None = None,
-        timeout: float | None = None,
-    ) -> MapIterator[Any]:
-        """Like ``itertools.starmap``: each item is a tuple of arguments."""
-        return self._map_items(self._starmap_arguments(iterable), chunksize, timeout)
+        mapping = self._map_items(
+            self._map_arguments(iterables),
+            chunksize,
+            timeout,
+            ordered,
+            return_exceptions,
+        )
+        return mapping._counted(iterables, progress)

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
-from ._serialize import dumps, loads, resolve
+from ._initializer import Initializer, run_initializer
+from ._serialize import dumps
 
 # True in a worker process. Decorated functions called here run inline rather than start a pool
 # of their own inside the pool (see _config.default_backend).
@@ -33,21 +35,28 @@ ACTIVE = False
 PARENT_GONE = 70
 
 
-def run(tasks: Connection, results: Connection, initializer: bytes | None) -> None:
-    """The worker's main loop; the target of its ``multiprocessing.Process``."""
+def run(
+    tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
+) -> None:
+    """The worker's main loop; the target of its ``multiprocessing.Process``.
+
+    From here on, what the worker prints and logs goes to the parent (``_forward``), the
+    initializer's output included; ``levels`` are the parent's logging levels at its start.
+    """
     global ACTIVE
     ACTIVE = True
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     interrupts.ignore_in_worker()
     _die_with_parent()
     _let_the_forkserver_go()
-    send = results.send_bytes
+    send = forward.install(results.send_bytes, levels).send
     if initializer is not None:
         try:
-            _run_initializer(initializer)
+            run_initializer(initializer)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
             send(wire.pack(wire.INIT_FAILED, 0, dumps(envelope(exc))))
             return
+    forward.keep_user_logging()
     send(wire.pack(wire.READY))
     _serve(tasks, send)
 
@@ -73,19 +82,21 @@ def _serve(tasks: Connection, send: Callable[[bytes], None]) -> None:
         kind = message[0]
         if kind == wire.STOP:
             return
-        if kind == wire.DEFINE:
-            define(message[4], pipe.functions)
-            continue
         if kind not in _RUNS:
-            continue  # a SKIP for a task that already ran: too late, and the dispatcher knows it
+            _between(message, pipe.functions)
+            continue
         following: _Message | None = message
+        forwarder = forward.forwarder
+        assert forwarder is not None
         while following is not None:
+            forwarder.task_id = following[1]  # until its reply is sent, with what it printed
             reply = _run(following, pipe.functions, send)
             if reply is None:
                 break  # a RUN_EACH chunk: its last ITEM told the dispatcher this worker is idle
             following = pipe.next_run()
             reply_kind, task_id, data, attempt = reply
             send(wire.pack(reply_kind, task_id, data, attempt, 0 if following is None else following[1]))
+        forwarder.task_id = 0
 
 
 class _Pipe:
@@ -131,10 +142,20 @@ class _Pipe:
             kind = pending[0][0]
             if kind in _RUNS:
                 return pending.popleft()
-            if kind != wire.DEFINE:
-                return None  # STOP: handled when idle
-            define(pending.popleft()[4], self.functions)
+            if kind == wire.STOP:
+                return None  # handled when idle
+            _between(pending.popleft(), self.functions)
         return None
+
+
+def _between(message: _Message, functions: Functions) -> None:
+    """A message that runs nothing: a function's definition, the parent's new logging levels, or
+    a SKIP for a task that already ran (too late, and the dispatcher knows it)."""
+    kind = message[0]
+    if kind == wire.DEFINE:
+        define(message[4], functions)
+    elif kind == wire.LEVELS:
+        forward.apply_levels(message[4])
 
 
 def _run(
@@ -149,12 +170,6 @@ def _run(
         return run_chunk(task_id, attempt, payload, functions)
     run_each(task_id, attempt, payload, functions, send)
     return None
-
-
-def _run_initializer(data: bytes) -> None:
-    key, definition, initargs = loads(data)
-    function = loads(definition) if definition is not None else resolve(*key[1:])
-    function(*initargs)
 
 
 def _let_the_forkserver_go() -> None:

@@ -108,20 +108,32 @@ def shut_down_within_limit() -> None:
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     yield
+    check_no_leaks()
+
+
+def check_no_leaks(
+    spared_pids: frozenset[int] = frozenset(), spared_threads: frozenset[int] = frozenset()
+) -> None:
+    """The check after every test. A module that keeps a pool across its tests (see
+    tests/executor_support.py) spares that pool's workers and threads, by pid and thread ident."""
     shut_down_within_limit()
     _config.reset_for_tests()
 
+    def left() -> set[int]:
+        return child_pids() - infrastructure_pids() - spared_pids
+
     def clean() -> bool:
         _reap_children()
-        left = child_pids() - infrastructure_pids()
-        return not left
+        return not left()
 
-    wait_until(
-        clean, LEAK_DEADLINE, f"child processes to exit (left: {child_pids() - infrastructure_pids()})"
-    )
+    wait_until(clean, LEAK_DEADLINE, f"child processes to exit (left: {left()})")
 
     def no_threads() -> bool:
-        return not [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
+        return not [
+            t
+            for t in threading.enumerate()
+            if is_pool_thread(t.name) and t.is_alive() and t.ident not in spared_threads
+        ]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
 

@@ -22,8 +22,11 @@ teardown checks that they, and the workers under their nannies, are gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copyreg
+import io
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -39,7 +42,7 @@ import pytest
 import parallelize
 from parallelize import SerializationError, TaskTimeout, WorkerCrashed, _config, _shm, in_process, parallel
 
-from . import dask_tasks
+from . import dask_tasks, forward_tasks, unordered_tasks
 
 if TYPE_CHECKING:
     import distributed
@@ -186,12 +189,56 @@ def test_map_is_lazy_and_bounded(local: distributed.Client) -> None:
     mapping.close()
 
 
+def test_map_progress_and_live_counts(local: distributed.Client) -> None:
+    parallelize.configure(backend="dask")
+    heard: list[tuple[int, int | None]] = []
+    square = parallel(dask_tasks.square)
+    total = sum(square.map(range(500), progress=lambda done, total: heard.append((done, total))))
+    assert total == sum(x * x for x in range(500))
+    assert heard[-1] == (500, 500)
+    chunks = parallelize.stats().completed  # a map's chunks are tasks too
+    assert [square(n).result(timeout=SLOW) for n in range(3)] == [0, 1, 4]
+    with pytest.raises(ValueError, match="no"):
+        parallel(dask_tasks.fail)("no").result(timeout=SLOW)
+    stats = parallelize.stats()
+    assert (stats.backend, stats.workers, stats.queued, stats.running) == ("dask", 2, 0, 0)
+    assert (stats.completed - chunks, stats.failed, stats.cancelled, stats.replaced) == (3, 1, 0, 0)
+
+
 def test_a_failed_item_fails_alone(local: distributed.Client) -> None:
     results = iter(parallel(backend="dask")(dask_tasks.reciprocal).map([1, 0, 4]))
     assert next(results) == 1.0
     with pytest.raises(ZeroDivisionError):
         next(results)
     assert next(results) == 0.25
+
+
+def test_unordered_maps_and_errors_as_values(local: distributed.Client, tmp_path: Path) -> None:
+    square = parallel(backend="dask")(dask_tasks.square)
+    assert sorted(square.map(range(3000), ordered=False)) == [x * x for x in range(3000)]
+    # a held item does not hold back the ones after it
+    release = tmp_path / "release"
+    held = parallel(backend="dask")(unordered_tasks.held)
+    results = held.map([0, 1, 2, 3], [str(release), None, None, None], chunksize=1, ordered=False)
+    assert sorted(itertools.islice(results, 3)) == [10, 20, 30]
+    release.touch()
+    assert list(results) == [0]
+    reciprocal = parallel(backend="dask")(dask_tasks.reciprocal)
+    for ordered in (True, False):
+        outcomes = list(reciprocal.map([1, 0, 4], ordered=ordered, return_exceptions=True))
+        assert len(outcomes) == 3
+        assert sorted(o for o in outcomes if isinstance(o, float)) == [0.25, 1.0]
+        assert [type(o) for o in outcomes if not isinstance(o, float)] == [ZeroDivisionError]
+
+
+def test_async_for_over_a_dask_map(local: distributed.Client) -> None:
+    square = parallel(backend="dask")(dask_tasks.square)
+
+    async def collect(ordered: bool) -> list[int]:
+        return [value async for value in square.map(range(500), ordered=ordered)]
+
+    assert asyncio.run(asyncio.wait_for(collect(True), SLOW)) == [x * x for x in range(500)]
+    assert sorted(asyncio.run(asyncio.wait_for(collect(False), SLOW))) == [x * x for x in range(500)]
 
 
 def test_user_exceptions_come_back_as_themselves(local: distributed.Client) -> None:
@@ -334,6 +381,40 @@ def test_retry_on_reruns_the_call(local: distributed.Client, tmp_path: Path) -> 
         parallel(backend="dask", retries=1, retry_on=ConnectionError)(dask_tasks.flaky)(
             str(tmp_path / "b"), 5
         ).result(timeout=SLOW)
+
+
+def test_output_and_records_come_back_with_the_result(local: distributed.Client) -> None:
+    """Issue 11 on dask: kept by the task's thread, replayed before the future settles."""
+    log = forward_tasks.log
+    saved = log.level, log.propagate
+    collect: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = collect.append  # type: ignore[method-assign]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    out, err = io.StringIO(), io.StringIO()
+    at_settle: list[str] = []
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            future = parallel(backend="dask")(forward_tasks.chatter)(3)
+            future.add_done_callback(lambda _: at_settle.append(out.getvalue()))
+            assert future.result(timeout=SLOW) == 3
+            pid = parallel(backend="dask")(forward_tasks.log_all)(5).result(timeout=SLOW)
+            assert list(parallel(backend="dask")(forward_tasks.chatter).map(range(4))) == [0, 1, 2, 3]
+    finally:
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+        log.removeHandler(handler)
+    assert at_settle == ["out 3 a\nout 3 b\npartial 3"]
+    for x in range(4):
+        assert f"out {x} a\nout {x} b\npartial {x}" in out.getvalue()
+    assert sorted(err.getvalue().splitlines()) == ["err 0", "err 1", "err 2", "err 3", "err 3"]
+    assert [record.getMessage() for record in collect] == ["info 5", "warning 5", "failed 5"]
+    assert pid != os.getpid()
+    assert all(record.process == pid for record in collect)
+    assert "ValueError: bad 5" in (collect[-1].exc_text or "")
+    assert all(getattr(r, "taskName", None) == "tests.forward_tasks.log_all(5)" for r in collect)
 
 
 def test_shutdown_leaves_a_cluster_we_did_not_start(local: distributed.Client) -> None:

@@ -136,6 +136,8 @@ def check_asyncio_gather(stdout: str) -> None:
     assert value(stdout, "with wait_for") == collatz_steps(837_799)
     assert value(stdout, "digests") == [sha256_rounds(word, 50_000) for word in "abcd"]
     assert value(stdout, "event loop stayed responsive") is True
+    assert value(stdout, "async for total") == sum(collatz_steps(n) for n in range(1, 2001))
+    assert value(stdout, "outcomes") == [1.0, "ZeroDivisionError", 0.25]
 
 
 def check_seed_multiprocessing(stdout: str) -> None:

@@ -332,7 +332,7 @@ def test_time_queued_does_not_count_toward_the_timeout() -> None:
 def test_map_timeout_fails_only_the_item_that_hangs() -> None:
     # Every item has the 0.5 s limit, so workers import the tasks before their first item.
     with Pool(2, initializer=ft.warm) as pool:
-        it = pool.map(ft.hang_at, range(16), [5] * 16, chunksize=8, timeout=0.5)
+        it = pool.map(ft.hang_at, range(16), [5] * 16, chunksize=8, item_timeout=0.5)
         for i in range(16):
             if i == 5:
                 with pytest.raises(TaskTimeout, match=r"tests\.fault_tasks\.hang_at\(5, 5\) ran past"):

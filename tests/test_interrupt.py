@@ -108,9 +108,9 @@ def main_thread_blocked(pid: int) -> bool:
 class Script:
     """The script above, run in a session of its own; its stdout is read line by line."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, source: str = SCRIPT) -> None:
         path = tmp_path / "script.py"
-        path.write_text(SCRIPT)
+        path.write_text(source)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             [sys.executable, str(path), *args],
@@ -167,8 +167,8 @@ class Script:
 def run_script(tmp_path: Path) -> Iterator[Callable[..., Script]]:
     scripts: list[Script] = []
 
-    def start(*args: str) -> Script:
-        script = Script(tmp_path, *args)
+    def start(*args: str, source: str = SCRIPT) -> Script:
+        script = Script(tmp_path, *args, source=source)
         scripts.append(script)
         return script
 

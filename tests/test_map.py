@@ -22,7 +22,7 @@ from parallelize import (
     WorkerCrashed,
     parallel,
 )
-from parallelize import _mapping as mapping
+from parallelize import _chunking as chunking
 
 from . import core_tasks, fault_tasks, map_tasks, workers
 
@@ -384,7 +384,7 @@ def test_a_crash_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
 def test_a_timeout_in_a_chunk_of_bare_items_fails_only_that_item() -> None:
     # Every item has the 0.5 s limit, so workers import the tasks before their first item.
     with Pool(2, initializer=fault_tasks.warm) as pool:
-        results = pool.map(map_tasks.hang_at_5, range(16), chunksize=8, timeout=0.5)
+        results = pool.map(map_tasks.hang_at_5, range(16), chunksize=8, item_timeout=0.5)
         assert [next(results) for _ in range(5)] == [x * x for x in range(5)]
         with pytest.raises(TaskTimeout, match=r"tests\.map_tasks\.hang_at_5\(5\) ran past"):
             next(results)
@@ -562,7 +562,7 @@ def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
     # thousands of items per round trip (max: a chunk that a busy machine slowed down shrinks
     # the next one for a while)
     assert max(sizes) >= 1024
-    assert max(sizes) <= mapping.MAX_CHUNK
+    assert max(sizes) <= chunking.MAX_CHUNK
     results.close()
 
 

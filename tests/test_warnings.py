@@ -4,8 +4,9 @@ Shared memory that cannot be used is made to fail for real: each script runs in 
 namespace (``unshare --mount``, as root) where /dev/shm is a tiny tmpfs, a read-only one, or
 absent; the machine's /dev/shm is never touched. Workers inherit the namespace, so the parent, the
 forkserver, the resource tracker and every worker see the same small /dev/shm; it vanishes with
-the namespace. A worker's warning reaches the script's stderr through logging's last-resort
-handler; the parent's is collected by a handler the script installs.
+the namespace. Every warning, the parent's and (forwarded, issue 11) the workers', is collected
+by a handler the script installs on the parent's ``parallelize`` logger; the script's stderr is
+searched too.
 """
 
 from __future__ import annotations

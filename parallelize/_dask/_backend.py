@@ -34,14 +34,18 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import PoolClosed, TaskTimeout, WorkerCrashed
 from .._futures import settle
 from .._outcomes import _tries
+from .._tally import Tally
 from .._task import Task
 from . import _cluster, _wire
 from ._record import Record, payload, token
+
+if TYPE_CHECKING:
+    from .._stats import PoolStats
 
 # distributed's Client, LocalCluster and Future are only partly typed (many methods have no
 # annotations, which mypy --strict refuses to call); they are handled as Any here, behind these names.
@@ -68,6 +72,7 @@ class DaskBackend:
         self._tokens: dict[str, Record] = {}  # by token; guarded by _lock
         self._restarted: set[str] = set()  # worker addresses we restarted ourselves
         self._closed = False
+        self._tally = Tally()  # outcomes (counted by the futures) and workers restarted or lost
         # One helper thread runs the blocking client calls that event handlers ask for (cancel,
         # restart, submit again). Started here, in the caller's thread: a thread started from
         # the event loop while a nanny spawns a worker was seen to hang in Thread.start().
@@ -96,6 +101,7 @@ class DaskBackend:
         if self._closed:
             raise PoolClosed(f"the dask backend is shut down, so {task.describe()} was not submitted")
         record = Record(task, token())
+        task.future._tally = self._tally
         with self._lock:
             self._tokens[record.token] = record
         self._submit(record)
@@ -107,6 +113,17 @@ class DaskBackend:
             return max(1, int(sum(self._client.nthreads().values())))
         except Exception:  # noqa: BLE001 - a scheduler that does not answer: map still works with 1
             return 1
+
+    def stats(self) -> PoolStats:
+        """Workers: as the client last heard from the scheduler (it asks every few seconds by
+        itself; asking now would be a round trip). Every task handed to the cluster and not
+        finished counts as running: which of them wait in the scheduler, only it knows."""
+        identity = getattr(self._client, "_scheduler_identity", None) or {}
+        with self._lock:
+            on_cluster = len(self._tokens)
+        return self._tally.snapshot(
+            "dask", workers=int(identity.get("n_workers", 0) or 0), queued=0, running=on_cluster
+        )
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -240,6 +257,7 @@ class DaskBackend:
         worker = str(message.get("worker", ""))
         if message.get("expected") or worker in self._restarted:
             return
+        self._tally.add("replaced")
         with self._lock:
             lost = [self._records[key] for key in message.get("processing-tasks", ()) if key in self._records]
         for record in lost:
@@ -285,6 +303,7 @@ class DaskBackend:
     def _restart(self, worker: str, future: DaskFuture | None) -> None:
         if future is not None:
             _cancel(future)
+        self._tally.add("replaced")
         # Even while shutting down: a caller that shuts down right after a TaskTimeout must not
         # leave the task running (shutdown waits for this helper's queued jobs).
         # the worker may be gone already: nothing else to do then

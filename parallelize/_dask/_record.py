@@ -14,6 +14,7 @@ import pickle
 import uuid
 from typing import Any
 
+from .. import _logs
 from .._encode import _argument_error, _check_arguments
 from .._errors import SerializationError, TaskTimeout
 from .._futures import rebuild_exception, settle
@@ -51,9 +52,12 @@ class Record:
         the old future (and its error) instead of running the task again."""
         return f"parallelize-{self.task.function.label}-{self.token}-{next(_counter)}"
 
-    def finish(self, data: bytes) -> None:
-        """Settle the task from a worker's reply."""
+    def finish(self, reply: tuple[bytes, list[Any]]) -> None:
+        """Settle the task from a worker's reply, after replaying what it printed and logged."""
         task = self.task
+        data, forwarded = reply
+        if forwarded:
+            _logs.replay_all(forwarded, task)
         try:
             ok, value, attempts = pickle.loads(data)
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be rebuilt fails its own task
@@ -123,7 +127,7 @@ def payload(task: Task, offset: int) -> bytes:
     else:
         assert isinstance(task, ChunkTask)
         message = (_wire.CHUNK, part, task.items[offset:], task.bare)
-    message += (options.retries, options.retry_on, options.timeout, handle.label)
+    message += (options.retries, options.retry_on, options.timeout, handle.label, _logs.levels()[1])
     try:
         return _wire.dumps(message)
     except Exception as exc:

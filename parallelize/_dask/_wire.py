@@ -5,7 +5,8 @@ error at the call (``encode``). dask then moves one opaque ``bytes`` argument: t
 arguments live inside it, so names such as ``key``, ``pure`` or ``retries`` reach the function and
 never ``client.submit``. The worker (``run``) answers with bytes too: a value, or an error envelope
 (``_calls.envelope``), so a result or an exception that cannot be pickled fails its own future with
-our ``SerializationError`` instead of a dask error.
+our ``SerializationError`` instead of a dask error; beside them, what the task printed and logged
+(``_capture``). The call carries the caller's logging levels (``_logs.levels``).
 
 Nothing of ``__main__`` travels by name here. A process worker of our own pool runs the user's
 script again and finds its top-level functions by name; a dask worker runs ``dask worker`` (or a
@@ -31,6 +32,7 @@ from .._calls import _attempt, envelope, run_items
 from .._coroutines import returned_coroutine, runnable
 from .._errors import SerializationError
 from .._serialize import FunctionKey, is_proxy, resolve, type_name, unwrap
+from . import _capture
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 TIMEOUT_TOPIC = "parallelize-timeout"
@@ -103,12 +105,15 @@ _running: set[str] = set()
 _functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
 
 
-def run(payload: bytes, token: str, attempt: int) -> bytes:
-    """The one function dask runs for every parallelize task: returns our pickled reply."""
+def run(payload: bytes, token: str, attempt: int) -> tuple[bytes, list[_capture.Event]]:
+    """The one function dask runs for every parallelize task: returns our pickled reply, and what
+    the task printed and logged (see _capture), which the caller replays before it settles."""
     _running.add(token)
+    events = _capture.begin()
     try:
-        return _run(payload, token, attempt)
+        return _run(payload, token, attempt), events
     finally:
+        _capture.end()
         _running.discard(token)
 
 
@@ -120,7 +125,8 @@ def holding(token: str) -> bool:
 def _run(payload: bytes, token: str, attempt: int) -> bytes:
     started = time.perf_counter()
     try:
-        kind, part, first, second, retries, retry_on, timeout, label = pickle.loads(payload)
+        kind, part, first, second, retries, retry_on, timeout, label, levels = pickle.loads(payload)
+        _capture.follow_levels(levels)
         function = _load(part)
     except BaseException as exc:  # noqa: BLE001 - a bad argument costs this task only
         return _reply((False, envelope(_unpickling_error(exc)), attempt))

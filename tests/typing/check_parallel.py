@@ -254,7 +254,7 @@ def rejected_maps(ints: list[int], words: list[str], pairs: list[tuple[int, str]
     six.starmap([(1, 2, 3, 4, 5)])  # type: ignore[list-item]
     add.starmap(pairs)  # type: ignore[arg-type]
     add.starmap([(n, n, n) for n in ints])  # type: ignore[misc]
-    nothing.map(ints)  # type: ignore[call-arg]
+    nothing.map(ints)  # type: ignore[call-overload]
     strings: Iterator[str] = crunch.map(ints)  # type: ignore[assignment]
     print(strings)
 
