@@ -38,7 +38,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
-import operator
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -150,7 +149,9 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         unread = 0 if self._arguments is None else max(0, self._total - self._read)
         in_flight = sum(count for _, count in self._in_flight)
         pending = sum(len(piece) if isinstance(piece, list) else 1 for piece in self._pending)
-        return unread + in_flight + pending + operator.length_hint(self._current)
+        # The run being handed out shrinks as it goes (``handing_out``); ``_values`` refers to it.
+        current = len(self._values[0]) if self._values else 0
+        return unread + in_flight + pending + current
 
     def __iter__(self) -> Iterator[R]:
         # ``for`` loops and ``list()`` come here. The chain takes each value straight from the

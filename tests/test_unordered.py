@@ -150,7 +150,7 @@ def test_a_crash_and_a_timeout_fail_one_item_each(return_exceptions: bool, start
             unordered_tasks.crash_or_hang,
             range(12),
             chunksize=4,
-            timeout=1,
+            item_timeout=1,
             ordered=False,
             return_exceptions=return_exceptions,
         )
@@ -277,9 +277,8 @@ def test_return_exceptions_hands_back_stop_iteration_and_system_exit(pool: Pool)
 
 def test_return_exceptions_with_a_crash_and_a_timeout_in_order(start_method: str) -> None:
     with Pool(2, start_method=start_method, initializer=fault_tasks.warm) as pool:
-        results = list(
-            pool.map(unordered_tasks.crash_or_hang, range(8), chunksize=4, timeout=1, return_exceptions=True)
-        )
+        options = {"chunksize": 4, "item_timeout": 1, "return_exceptions": True}
+        results = list(pool.map(unordered_tasks.crash_or_hang, range(8), **options))
     assert isinstance(results[3], WorkerCrashed)
     assert isinstance(results[5], TaskTimeout)
     assert [r for i, r in enumerate(results) if i not in (3, 5)] == [x * x for x in (0, 1, 2, 4, 6, 7)]
