@@ -36,6 +36,15 @@ def pid_after(seconds: float) -> int:
     return os.getpid()
 
 
+def hold(path: str, limit: float) -> int:
+    """Keep a worker busy until ``path`` exists (at most ``limit`` seconds): the tasks submitted
+    meanwhile stay pending."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
 def echo_once(conn: Any) -> None:
     """Answer one message on a pipe (the bare forkserver cold start)."""
     conn.send_bytes(conn.recv_bytes())

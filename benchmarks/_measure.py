@@ -45,12 +45,13 @@ class Plan(NamedTuple):
     payload: int  # bytes
     cpu_tasks: int
     cpu_seconds: float  # per task
+    pending: int  # futures submitted and not yet run, for the memory-per-future row
 
 
 PLANS = {
-    "full": Plan("full", 7, 1000, 20_000, 200_000, 64 * 2**20, 40, 0.05),
-    "quick": Plan("quick", 3, 300, 5_000, 50_000, 16 * 2**20, 20, 0.05),
-    "smoke": Plan("smoke", 1, 50, 500, 5_000, 2**20, 4, 0.02),
+    "full": Plan("full", 7, 1000, 20_000, 200_000, 64 * 2**20, 40, 0.05, 1_000_000),
+    "quick": Plan("quick", 3, 300, 5_000, 50_000, 16 * 2**20, 20, 0.05, 200_000),
+    "smoke": Plan("smoke", 1, 50, 500, 5_000, 2**20, 4, 0.02, 5_000),
 }
 
 
@@ -224,9 +225,10 @@ def measure_roundtrip(column: str, s: Session, out: dict[str, float]) -> None:
 
 
 def measure_submit(column: str, s: Session, out: dict[str, float]) -> None:
-    count = s.plan.submits
+    count, few = s.plan.submits, s.plan.submits // 10
     if column == "bare":
         with bare(2, 120) as pipes:
+            out["submit_few"] = few / timed(lambda: pipes.pipelined(few, WAIT))
             out["submit"] = count / timed(lambda: pipes.pipelined(count, WAIT))
         return
 
@@ -239,6 +241,9 @@ def measure_submit(column: str, s: Session, out: dict[str, float]) -> None:
         return timed(run)
 
     with opened(column, 180, s.notes) as pool:
+        out["submit_few"] = few / submit_all(
+            lambda i: pool.submit(noop, i), lambda handle: pool.wait(handle, WAIT), few
+        )
         out["submit"] = count / submit_all(
             lambda i: pool.submit(noop, i), lambda handle: pool.wait(handle, WAIT), count
         )
@@ -410,11 +415,11 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_python(code: str, timeout: float = 120) -> Any:
+def run_python(code: str, timeout: float = 120, env: dict[str, str] | None = None) -> Any:
     """Run ``code`` in a fresh interpreter; it prints ``RESULT <json>`` on a line of its own."""
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env=child_env(),
+        env={**child_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -466,6 +471,22 @@ def measure_cold(column: str, s: Session, out: dict[str, float]) -> None:
     else:
         code = _peers.make(column, "forkserver").cold_code()
         out["cold_fs"] = run_python(_script(code, prelude)) * 1000
+    if column == "parallelize":
+        # The path a user takes: the decorator, a function of theirs, the default pool. The peers
+        # have no decorator; their figure in this row is their forkserver cold start above.
+        out["cold_dec"] = run_python(_script(COLD_DECORATED), env=_WORKERS_ENV) * 1000
+    else:
+        out["cold_dec"] = out["cold_fs"]
+
+
+COLD_DECORATED = (
+    "from parallelize import parallel\n"
+    "from _decorated_tasks import noop\n"
+    "noop(1).result(timeout=60)\n"
+    "report()\n"
+)
+# The default pool has a worker per usable CPU; the rows compare pools of _peers.WORKERS.
+_WORKERS_ENV = {"PARALLELIZE_WORKERS": str(_peers.WORKERS)}
 
 
 def measure_rss(column: str, s: Session, out: dict[str, float]) -> None:

@@ -253,6 +253,18 @@ def notes(rows: list[Row], columns: list[str], plan: Plan, results: Results) -> 
             "then reads /proc/<pid>/status (VmRSS) and /proc/<pid>/smaps_rollup (USS = private pages); "
             "mean of the 2 workers."
         )
+    if "cold" in groups:
+        lines.append(
+            "Cold decorated row: `from parallelize import parallel`, a function of a module decorated with "
+            "a plain `@parallel` (benchmarks/_decorated_tasks.py), its first result on the default pool "
+            f"(PARALLELIZE_WORKERS={_peers.WORKERS}); a peer's figure there is its forkserver row."
+        )
+    if "pending" in groups:
+        lines.append(
+            "Pending rows: a fresh interpreter keeps every worker busy, then submits the no-ops one by one; "
+            "the growth of its own VmRSS and USS over that loop, divided by the count (the list of "
+            "handles, 8 bytes each, included for every pool)."
+        )
     lines += results.notes
     for column, why in results.unavailable.items():
         lines.append(f"n/a: {LABELS[column]}: {why}.")

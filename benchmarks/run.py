@@ -23,6 +23,7 @@ Rows (the performance issue's table):
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
   rss        idle worker memory (VmRSS and private USS), forkserver for every pool
   import     import time in a fresh interpreter, byte code cached
+  pending    parent memory per future submitted and not yet run (how cost grows)
 
 Rounds are interleaved: round 1 measures every pool once for a row, round 2 again, and so on, each
 round starting with a different pool, so that machine noise hits all of them alike. The report shows
@@ -46,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import task modules by name
 
+import _growth
 import _measure
 import _peers
 from _bench_tasks import KINDS
@@ -53,9 +55,9 @@ from _measure import PLANS, Overrun, Plan, Session
 from _report import COLUMNS, LABELS, Results, Row, brief, header, report
 
 MODULES = {"loky": "loky", "pebble": "pebble", "mpire": "mpire"}  # optional peers
-GROUPS = ["roundtrip", "submit", "map", "transfer", "cold", "cpu", "rss", "import"]
+GROUPS = ["roundtrip", "submit", "map", "transfer", "cold", "cpu", "rss", "import", "pending"]
 MEASURE: dict[str, Callable[[str, Session, dict[str, float]], None]] = {
-    group: getattr(_measure, f"measure_{group}") for group in GROUPS
+    group: getattr(_growth if group == "pending" else _measure, f"measure_{group}") for group in GROUPS
 }
 ONLY_OURS = {"parallelize"}
 
@@ -76,6 +78,13 @@ def rows_for(plan: Plan) -> list[Row]:
             0,
             ours,
             "rt_dec",
+        ),
+        Row(
+            "submit_few",
+            "submit",
+            f"submit {plan.submits // 10:,} no-ops one by one, then wait (tasks/s)",
+            True,
+            0,
         ),
         Row("submit", "submit", f"submit {plan.submits:,} no-ops one by one, then wait (tasks/s)", True, 0),
         Row(
@@ -122,6 +131,15 @@ def rows_for(plan: Plan) -> list[Row]:
         ),
         Row("cold_fs", "cold", "cold: first result, fresh interpreter, forkserver (ms)", False, 0),
         Row(
+            "cold_dec",
+            "cold",
+            "cold: `from parallelize import parallel`, first result of a plain `@parallel` call "
+            "(peers: their forkserver row) (ms)",
+            False,
+            0,
+            no_bare,
+        ),
+        Row(
             "cpu",
             "cpu",
             f"CPU-bound efficiency, {plan.cpu_tasks} x {plan.cpu_seconds * 1000:.0f} ms tasks, 2 workers (%)",
@@ -134,6 +152,15 @@ def rows_for(plan: Plan) -> list[Row]:
         Row("uss_dec", "rss", "idle worker USS when the program imports `parallel` (MiB)", False, 1, ours),
         Row("import", "import", "import time (ms)", False, 1, no_bare),
         Row("import_dec", "import", "import time, `from parallelize import parallel` (ms)", False, 1, ours),
+        Row(
+            "pending_rss",
+            "pending",
+            f"parent memory per pending future, {plan.pending:,} submitted, none run (RSS, bytes)",
+            False,
+            0,
+            no_bare,
+        ),
+        Row("pending_uss", "pending", "the same, private memory (USS, bytes)", False, 0, no_bare),
     ]
     return [row._replace(columns=frozenset(row.columns)) for row in rows]
 

@@ -54,7 +54,7 @@ _INTERNED = 256
 class _Facts:
     """What every handle of one function shares: never the function itself."""
 
-    __slots__ = ("label", "last", "reference", "seconds")
+    __slots__ = ("label", "last", "pinned", "reference", "seconds")
 
     # last: (key, bytes, frozen): the last pickle, its key, and the state it was made from when
     # that state proves the next pickle would be the same bytes (else None).
@@ -62,6 +62,9 @@ class _Facts:
     def __init__(self, label: str, reference: tuple[str, str, str] | None) -> None:
         self.label = label
         self.reference = reference  # None: the function travels by value
+        # What a handle of a function that travels by reference is pinned to: one tuple shared
+        # by every handle (one per Pool.submit), not one each.
+        self.pinned: tuple[FunctionKey, None] | None = None if reference is None else (reference, None)
         # Seconds one call (one map item) takes, as dispatchers measure it; None until measured.
         # Decides how many tasks may wait in a busy worker's pipe (see _dispatcher._prefetch).
         self.seconds: float | None = None
@@ -104,16 +107,13 @@ class FunctionHandle:
     def __init__(self, function: Callable[..., Any], facts: _Facts | None = None) -> None:
         self.function = function
         self._facts = facts if facts is not None else _facts_of(function)
-        reference = self._facts.reference
-        self._pinned: tuple[FunctionKey, bytes | None] | None = (
-            None if reference is None else (reference, None)
-        )
+        self._pinned: tuple[FunctionKey, bytes | None] | None = self._facts.pinned
         self._snapshot = False
 
     def snapshot(self) -> FunctionHandle:
         """A handle whose by-value pickle, once made, stays (one per call, or per map)."""
-        if self._snapshot:
-            return self
+        if self._snapshot or self._facts.reference is not None:
+            return self  # a reference never changes: every call can share this handle
         copy = FunctionHandle(self.function, self._facts)
         copy._snapshot = True
         return copy
@@ -197,6 +197,11 @@ def _facts_of(function: Callable[..., Any]) -> _Facts:
 # pickle that fell out gets a new number, which is always correct.
 
 _facts: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
+# The function handle_for saw last and its facts, so that a loop of Pool.submit(f, ...) skips
+# the lock and the weak dictionary (whose every look-up makes a weak reference). Held weakly (it
+# keeps no finished task's function alive) and matched by identity; one tuple, replaced whole, so
+# any thread reads a consistent pair without the lock.
+_last: tuple[weakref.ref[Any], _Facts] | None = None
 _contents: dict[bytes, int] = {}
 _numbers = itertools.count(1)
 _lock = threading.Lock()  # guards _facts and _contents
@@ -222,7 +227,11 @@ def _after_fork_in_child() -> None:
 
 def handle_for(function: Callable[..., Any]) -> FunctionHandle:
     """A handle of ``function`` (our proxies are unwrapped first), sharing its cached facts."""
+    global _last
     raw = unwrap(function)
+    last = _last
+    if last is not None and last[0]() is raw and callable(raw):
+        return FunctionHandle(raw, last[1])
     if not callable(raw):
         raise TypeError(f"expected a callable, got {type_name(raw)}")
     try:
@@ -234,6 +243,7 @@ def handle_for(function: Callable[..., Any]) -> FunctionHandle:
         facts = _facts_of(raw)
         with _lock:
             facts = _facts.setdefault(raw, facts)
+    _last = (weakref.ref(raw), facts)  # it takes weak references: _facts.get() said so
     return FunctionHandle(raw, facts)
 
 

@@ -74,9 +74,10 @@ def dumps(obj: object) -> bytes:
         data = pickle.dumps(obj, PROTOCOL)
     except Exception:  # noqa: BLE001 - any refusal is retried by value; cloudpickle re-raises if hopeless
         return dumps_by_value(obj)
-    if b"__main__" in data:
+    if data.find(b"__main__") >= 0:
         # Something of the main script went by name (or the data merely says "__main__"): make
-        # sure workers will have it, or send it by value. The search is a memchr: cheap.
+        # sure workers will have it, or send it by value. find(), not `in`: bytes.__contains__
+        # first tries the needle as an int and raises and clears a TypeError, about 1 µs a call.
         buffer = io.BytesIO()
         try:
             _MainAwarePickler(buffer, PROTOCOL).dump(obj)

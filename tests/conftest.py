@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -111,16 +111,20 @@ def _no_leaks() -> Iterator[None]:
     check_no_leaks()
 
 
-def check_no_leaks(
-    spared_pids: frozenset[int] = frozenset(), spared_threads: frozenset[int] = frozenset()
-) -> None:
+def _nothing_spared() -> tuple[frozenset[int], frozenset[int]]:
+    return frozenset(), frozenset()
+
+
+def check_no_leaks(spared: Callable[[], tuple[frozenset[int], frozenset[int]]] = _nothing_spared) -> None:
     """The check after every test. A module that keeps a pool across its tests (see
-    tests/executor_support.py) spares that pool's workers and threads, by pid and thread ident."""
+    tests/concurrent_futures/conftest.py) spares that pool's workers and threads: ``spared`` gives
+    their pids and thread idents, asked again at every look (a worker stopped by the test is
+    replaced meanwhile, by a new process the pool owns)."""
     shut_down_within_limit()
     _config.reset_for_tests()
 
     def left() -> set[int]:
-        return child_pids() - infrastructure_pids() - spared_pids
+        return child_pids() - infrastructure_pids() - spared()[0]
 
     def clean() -> bool:
         _reap_children()
@@ -129,11 +133,9 @@ def check_no_leaks(
     wait_until(clean, LEAK_DEADLINE, f"child processes to exit (left: {left()})")
 
     def no_threads() -> bool:
-        return not [
-            t
-            for t in threading.enumerate()
-            if is_pool_thread(t.name) and t.is_alive() and t.ident not in spared_threads
-        ]
+        threads = spared()[1]
+        alive = [t for t in threading.enumerate() if is_pool_thread(t.name) and t.is_alive()]
+        return not [t for t in alive if t.ident not in threads]
 
     wait_until(no_threads, LEAK_DEADLINE, "parallelize threads to end")
 

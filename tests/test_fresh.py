@@ -253,6 +253,16 @@ def test_a_settled_task_keeps_nothing_alive(submitter: Callable[..., Any], kind:
     assert alive == []
 
 
+def test_a_new_function_in_a_dead_ones_place_is_not_taken_for_it(pool: Pool) -> None:
+    # handle_for remembers the last function it saw; a lambda made in each turn of a loop often
+    # lands at the address of the last turn's, freed meanwhile, and must still run as itself.
+    for i in range(20):
+        assert pool.submit(lambda x, i=i: x + i, 100).result(timeout=RESULT_TIMEOUT) == 100 + i
+    # and two functions taking turns each run as themselves
+    results = [pool.submit(f, 3).result(timeout=RESULT_TIMEOUT) for f in [workers.square, abs] * 3]
+    assert results == [9, 3] * 3
+
+
 def test_a_loop_of_partials_leaves_nothing_behind_even_after_shutdown(start_method: str) -> None:
     pool = Pool(2, start_method=start_method)
     refs = []

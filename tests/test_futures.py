@@ -131,6 +131,50 @@ def test_add_done_callback_fires_with_the_future(pool1: Pool) -> None:
     assert late == [future]
 
 
+def test_a_new_future_has_the_stdlib_futures_fields() -> None:
+    # Future.__init__ sets concurrent.futures.Future's fields itself (not through super(), which
+    # makes a threading.Condition per task only to have it replaced): a Python that adds a field
+    # fails here, not in some later wait.
+    stdlib = vars(concurrent.futures.Future())
+    ours = vars(Future())
+    assert set(ours) == set(stdlib)
+    assert {k: v for k, v in ours.items() if k != "_condition"} == {
+        k: v for k, v in stdlib.items() if k != "_condition"
+    }
+    # a state the stdlib's own methods understand: it is pending, then runs and finishes
+    future: Future[int] = Future()
+    assert not future.done()
+    assert not future.running()
+    assert future.set_running_or_notify_cancel()
+    future.set_result(3)
+    assert future.result(timeout=0) == 3
+
+
+def test_every_thread_waiting_on_a_future_wakes_and_a_timed_out_wait_leaves_no_trace() -> None:
+    # The future's lock makes its list of waiters on the first wait: a wait that timed out must
+    # take itself off it, and a later result must wake every waiter still there.
+    future: Future[str] = Future()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        future.result(timeout=0.01)
+    got: list[str] = []
+    waiting = threading.Barrier(4)
+
+    def wait() -> None:
+        waiting.wait(RESULT_TIMEOUT)
+        got.append(future.result(timeout=RESULT_TIMEOUT))
+
+    threads = [threading.Thread(target=wait) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    waiting.wait(RESULT_TIMEOUT)
+    wait_until(lambda: len(future._condition._waiters or ()) == 3, RESULT_TIMEOUT, "three waiters")
+    future.set_result("done")
+    for thread in threads:
+        thread.join(RESULT_TIMEOUT)
+    assert got == ["done"] * 3
+    assert not future._condition._waiters
+
+
 def test_wait_and_as_completed(pool1: Pool) -> None:
     futures = [pool1.submit(workers.square, i) for i in range(6)]
     done, not_done = concurrent.futures.wait(futures, timeout=RESULT_TIMEOUT)

@@ -35,7 +35,7 @@ def _spared() -> tuple[frozenset[int], frozenset[int]]:
 def _no_leaks() -> Iterator[None]:
     """tests/conftest.py's check (this overrides it here), sparing the shared executors."""
     yield
-    check_no_leaks(*_spared())
+    check_no_leaks(_spared)
 
 
 @pytest.fixture(scope="module", params=KINDS, ids=[kind.name for kind in KINDS])
