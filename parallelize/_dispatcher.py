@@ -287,7 +287,7 @@ class Dispatcher:
             fed.add(worker)
 
         try:
-            self._plan.feed(self._workers.values(), send)
+            self._plan.feed(self._workers.values(), send, time.monotonic())
         finally:
             for worker in fed:
                 try:

@@ -36,11 +36,17 @@ def cost(task: Task) -> float:
     return seconds * task.calls()
 
 
-def room_for(running: Task, queued_bytes: int, queued_seconds: float, seconds: float, size: int) -> bool:
-    """Whether a task of ``seconds`` and ``size`` bytes fits behind ``running`` and what is queued."""
+def room_for(
+    running: Task, elapsed: float, queued_bytes: int, queued_seconds: float, seconds: float, size: int
+) -> bool:
+    """Whether a task of ``seconds`` and ``size`` bytes fits behind ``running`` (under way for
+    ``elapsed`` seconds) and what is queued. A running task that has already taken longer than
+    its function's measure says is turning out slow: at least ``elapsed`` is what it costs, so
+    nothing is queued behind a task that blocks (it would wait there while another worker frees
+    up or boots)."""
     if queued_bytes + size > BYTES:
         return False
-    return cost(running) + queued_seconds + seconds <= SECONDS
+    return max(cost(running), elapsed) + queued_seconds + seconds <= SECONDS
 
 
 def measure(handle: FunctionHandle, seconds: float, calls: int) -> None:

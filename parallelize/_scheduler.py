@@ -57,6 +57,7 @@ class WorkerView(Protocol):
     queued: dict[Task, tuple[int, float]]
     queued_bytes: int
     queued_seconds: float
+    sent_at: float
     tasks_run: int
     stale: bool
     deadline: float | None
@@ -265,9 +266,10 @@ class Scheduler:
 
     # -- pipelining ---------------------------------------------------------------------------------
 
-    def feed(self, workers: Iterable[W], send: Callable[[W, Task, float], None]) -> None:
+    def feed(self, workers: Iterable[W], send: Callable[[W, Task, float], None], now: float) -> None:
         """Queue waiting tasks behind busy workers, round robin, while each stays short; ``send``
-        writes one (deferred) and records it in the worker's ``queued``."""
+        writes one (deferred) and records it in the worker's ``queued``. ``now`` is the time of
+        ``time.monotonic()``, against which a running task's ``sent_at`` tells its time so far."""
         if self.max_memory is not None:
             return  # a worker over the limit after a task must not have others waiting in it
         busy = [w for w in workers if self.may_queue(w)]
@@ -281,7 +283,10 @@ class Scheduler:
             size = wire.HEADER_SIZE + (0 if task.payload is None else len(task.payload))
             worker = min(busy, key=lambda w: len(w.queued))
             assert worker.task is not None
-            if not prefetch.room_for(worker.task, worker.queued_bytes, worker.queued_seconds, cost, size):
+            elapsed = now - worker.sent_at
+            if not prefetch.room_for(
+                worker.task, elapsed, worker.queued_bytes, worker.queued_seconds, cost, size
+            ):
                 busy.remove(worker)
                 continue
             taken = self.next_task()

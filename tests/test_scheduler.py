@@ -36,6 +36,7 @@ class FakeWorker:
         self.queued: dict[Task, tuple[int, float]] = {}
         self.queued_bytes = 0
         self.queued_seconds = 0.0
+        self.sent_at = 0.0
         self.tasks_run = 0
         self.stale = False
         self.deadline: float | None = None
@@ -245,7 +246,7 @@ def test_cheap_tasks_are_queued_round_robin_behind_busy_workers(monkeypatch: pyt
         sent.append((worker, task))
         _queue(worker, task, cost)
 
-    plan.feed([a, b, watched], send)
+    plan.feed([a, b, watched], send, 0.0)
     assert [t for _, t in sent] == tasks
     assert [w for w, _ in sent] == [a, b, a, b]  # round robin, and nothing behind a watched task
     assert all(t.future.running() for t in tasks)
@@ -258,10 +259,24 @@ def test_feeding_stops_at_a_task_that_is_not_measured_or_too_long(monkeypatch: p
     slow = call(measured=1.0, function=worker_functions.identity)
     busy = FakeWorker(BUSY, call(measured=0.001, function=worker_functions.add))
     sent: list[Any] = []
-    scheduler(unmeasured, cheap).feed([busy], lambda w, t, c: sent.append(t))
+    scheduler(unmeasured, cheap).feed([busy], lambda w, t, c: sent.append(t), 0.0)
     assert sent == []  # the unmeasured one goes to the next idle worker, and nothing overtakes it
-    scheduler(slow).feed([busy], lambda w, t, c: sent.append(t))
+    scheduler(slow).feed([busy], lambda w, t, c: sent.append(t), 0.0)
     assert sent == []  # it would hold up what waits behind it for too long
     with_memory_limit = scheduler(cheap, max_memory=10**9)
-    with_memory_limit.feed([busy], lambda w, t, c: sent.append(t))
+    with_memory_limit.feed([busy], lambda w, t, c: sent.append(t), 0.0)
     assert sent == []  # a worker over the limit after a task must have nothing waiting in it
+
+
+def test_nothing_is_queued_behind_a_task_that_runs_longer_than_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A function measured as cheap whose call now blocks (waits for a lock, a gate, a socket): a
+    # task queued behind it would wait there while another worker frees up or boots.
+    monkeypatch.setattr(_prefetch, "SECONDS", 0.01)
+    busy = FakeWorker(BUSY, call(measured=0.001))
+    sent: list[Any] = []
+    scheduler(call(measured=0.001)).feed([busy], lambda w, t, c: sent.append(t), 0.5)
+    assert sent == []  # under way for 0.5 s, against 1 ms measured
+    scheduler(call(measured=0.001)).feed([busy], lambda w, t, c: sent.append(t), 0.001)
+    assert len(sent) == 1  # just started: as measured, there is room
