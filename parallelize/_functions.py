@@ -54,7 +54,7 @@ _INTERNED = 256
 class _Facts:
     """What every handle of one function shares: never the function itself."""
 
-    __slots__ = ("label", "last", "pinned", "reference", "seconds")
+    __slots__ = ("item_seconds", "label", "last", "pinned", "reference", "seconds")
 
     # last: (key, bytes, frozen): the last pickle, its key, and the state it was made from when
     # that state proves the next pickle would be the same bytes (else None).
@@ -68,6 +68,9 @@ class _Facts:
         # Seconds one call (one map item) takes, as dispatchers measure it; None until measured.
         # Decides how many tasks may wait in a busy worker's pipe (see _dispatcher._prefetch).
         self.seconds: float | None = None
+        # Seconds one map item takes in a worker, as the last map's chunk sizer measured it: where
+        # the function's next map starts sizing its chunks (see _chunking.ChunkSizer).
+        self.item_seconds: float | None = None
         # The last pickle made of the function, and its key: replaced as a pair, so a thread that
         # reads it while another writes sees one pair or the other, never a mix.
         self.last: tuple[FunctionKey, bytes, Frozen | None] | None = None
@@ -147,6 +150,14 @@ class FunctionHandle:
     @seconds.setter
     def seconds(self, value: float | None) -> None:
         self._facts.seconds = value
+
+    @property
+    def item_seconds(self) -> float | None:
+        return self._facts.item_seconds
+
+    @item_seconds.setter
+    def item_seconds(self, value: float | None) -> None:
+        self._facts.item_seconds = value
 
     def describe(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> str:
         """'mod.f(3, key='x')': how error messages name one call."""

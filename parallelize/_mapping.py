@@ -97,7 +97,7 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
         for name, flag in (("ordered", ordered), ("return_exceptions", return_exceptions)):
             if not isinstance(flag, bool):
                 raise TypeError(f"map()'s {name}= takes True or False, got {flag!r}")
-        self._sizer = ChunkSizer(chunksize)
+        self._sizer = ChunkSizer(chunksize, handle.item_seconds)
         self._backend = backend
         self._handle = handle
         self._options = options
@@ -116,7 +116,8 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
             from ._unordered import Arrivals
 
             self._arrivals = Arrivals()
-        self._limit = max(2, CHUNKS_PER_WORKER * backend._capacity())
+        self._workers = backend._capacity()
+        self._limit = max(2, CHUNKS_PER_WORKER * self._workers)
         self._in_flight: deque[tuple[Future[ChunkResult], int]] = deque()
         # The output is handed out from one iterator at a time, ``_current`` over a run of results
         # with no failure among them, which lets go of each as it goes (``_handing_out``; emptying
@@ -267,6 +268,8 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
     def _chunk_done(self, chunk: ChunkResult) -> None:
         self._in_flight.popleft()
         self._sizer.observe(len(chunk.values), chunk.seconds)
+        if self._sizer.per_item is not None:
+            self._handle.item_seconds = self._sizer.per_item
         self._refill_or_close()
         if self._return_exceptions:  # each failed item's exception in its place
             for index, error in chunk.errors.items():
@@ -333,12 +336,13 @@ class MapIterator(Iterator[R], AsyncIterator[R], Generic[R]):
             self._arguments is not None and self._source_error is None and len(self._in_flight) < self._limit
         ):
             items: list[Any] = []
+            size = self._sizer.next_size(self._total, self._workers)
             try:
                 if self._list is not None:
-                    items = self._list[self._taken : self._taken + self._sizer.next_size()]
+                    items = self._list[self._taken : self._taken + size]
                     self._taken += len(items)
                 else:
-                    items.extend(itertools.islice(self._arguments, self._sizer.next_size()))
+                    items.extend(itertools.islice(self._arguments, size))
             except Exception as exc:  # noqa: BLE001 - raised at its position, after earlier results
                 self._source_error = exc
             if not items:

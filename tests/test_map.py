@@ -29,8 +29,9 @@ from . import core_tasks, fault_tasks, map_tasks, workers
 RESULT_TIMEOUT = 30
 MILLION = 1_000_000
 # Items the map may pull from its input ahead of what the consumer has taken: the chunks in
-# flight. Far below a million, so a map that materialised its input fails this.
-AHEAD_LIMIT = 100_000
+# flight on the 2 workers, and the one in hand. Far below a million, so a map that materialised its
+# input fails this.
+AHEAD_LIMIT = (chunking.CHUNKS_PER_WORKER * 2 + 1) * chunking.MAX_CHUNK
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -550,8 +551,17 @@ def in_flight_sizes(results: MapIterator[Any]) -> list[int]:
     return [size for _, size in results._in_flight]
 
 
+def never_measured() -> Any:
+    """A function no map has measured yet (a new closure each time: its own record)."""
+
+    def square(x: int) -> int:
+        return x * x
+
+    return square
+
+
 def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
-    results = pool.map(workers.square, range(MILLION))
+    results = pool.map(never_measured(), range(MILLION))
     assert next(results) == 0
     # the first chunks, sent before anything was measured, hold one item each: the first results
     # come back at once
@@ -564,6 +574,49 @@ def test_chunks_grow_for_tiny_items(pool: Pool) -> None:
     assert max(sizes) >= 1024
     assert max(sizes) <= chunking.MAX_CHUNK
     results.close()
+
+
+def test_a_second_map_of_a_function_starts_from_what_the_first_measured(pool: Pool) -> None:
+    square = never_measured()
+    assert sum(pool.map(square, range(20_000))) == sum(x * x for x in range(20_000))
+    results = pool.map(square, range(20_000))
+    assert next(results) == 0
+    first = in_flight_sizes(results)
+    # one eightfold step below what the measure asks for, and never more than a quarter of each
+    # of the 2 workers' share of a known length
+    assert 1 < first[0] <= 20_000 // 8
+    assert sum(results) == sum(x * x for x in range(1, 20_000))
+
+
+def test_a_map_of_known_length_cuts_no_chunk_over_a_quarter_of_a_worker_share(pool: Pool) -> None:
+    square = never_measured()
+    assert sum(pool.map(square, range(20_000))) > 0  # measured: the next map starts big
+    results = pool.map(square, range(4_000))
+    seen = []
+    for _ in results:
+        seen += in_flight_sizes(results)
+    assert max(seen) == 4_000 // (4 * 2)
+    # a generator's length is unknown: its chunks are sized by time alone
+    results = pool.map(square, iter(range(40_000)))
+    seen = []
+    for _ in results:
+        seen += in_flight_sizes(results)
+    assert max(seen) > 4_000 // (4 * 2)
+
+
+def test_the_chunk_sizer_starts_one_step_below_a_known_measure() -> None:
+    assert chunking.ChunkSizer(None).next_size() == 1
+    cheap = chunking.ChunkSizer(None, known=1e-7)  # 0.1 µs an item: 100,000 fill 10 ms
+    assert cheap.next_size() == chunking.MAX_CHUNK // 8
+    assert cheap.next_size(total=100, workers=2) == 13  # a quarter of 50, rounded up
+    slow = chunking.ChunkSizer(None, known=0.5)
+    assert slow.next_size() == 1
+    fixed = chunking.ChunkSizer(7, known=1e-7)
+    assert fixed.next_size(total=10, workers=2) == 7  # an explicit chunksize is the user's
+    fixed.observe(7, 1.0)
+    assert fixed.per_item is None
+    cheap.observe(1000, 0.001)
+    assert cheap.per_item == pytest.approx(1e-6)
 
 
 def test_chunks_stay_at_one_item_for_slow_items(pool: Pool) -> None:
