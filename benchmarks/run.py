@@ -47,18 +47,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import task modules by name
 
+import _big
 import _growth
 import _measure
 import _peers
+import _threads
+import _tree
 from _bench_tasks import KINDS
 from _measure import PLANS, Overrun, Plan, Session
 from _report import COLUMNS, LABELS, Results, Row, brief, header, report
 
 MODULES = {"loky": "loky", "pebble": "pebble", "mpire": "mpire"}  # optional peers
-GROUPS = ["roundtrip", "submit", "map", "transfer", "cold", "cpu", "rss", "import", "pending"]
+GROUPS = [
+    *("roundtrip", "submit", "threads", "map", "stream", "transfer", "big"),
+    *("cold", "cpu", "rss", "pool", "import", "pending"),
+]
+OWNERS = {"pending": _growth, "stream": _growth, "big": _big, "threads": _threads, "pool": _tree}
 MEASURE: dict[str, Callable[[str, Session, dict[str, float]], None]] = {
-    group: getattr(_growth if group == "pending" else _measure, f"measure_{group}") for group in GROUPS
+    group: getattr(OWNERS.get(group, _measure), f"measure_{group}") for group in GROUPS
 }
+MEASURE["map"] = _growth.measure_maps  # the map row, and the same on a tenth of the items
 ONLY_OURS = {"parallelize"}
 
 
@@ -67,6 +75,7 @@ def rows_for(plan: Plan) -> list[Row]:
     ours = frozenset(ONLY_OURS)
     no_bare = frozenset(COLUMNS) - {"bare"}
     calls = f"{plan.submits // 4 * 4:,} times"
+    grow = _growth.growth(plan)
     rows = [
         Row("rt", "roundtrip", "warm round trip, `submit(noop, x).result()` (µs)", False, 0),
         Row("rt_dec", "roundtrip", "warm round trip, `@parallel(pool=p)` function (µs)", False, 0, ours),
@@ -104,6 +113,30 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "submit_dec",
         ),
+    ]
+    for threads in grow.threads:
+        callers = f"{threads} thread{'s' if threads > 1 else ''}"
+        rows += [
+            Row(
+                f"threads_submit_{threads}",
+                "threads",
+                f"submit {grow.thread_submits // threads * threads:,} no-ops from {callers} "
+                "(shared out), one by one, then wait (tasks/s)",
+                True,
+                0,
+                no_bare,
+            ),
+            Row(
+                f"threads_p99_{threads}",
+                "threads",
+                f"p99 round trip, {callers} calling `submit(noop, x).result()` one call at a time (µs)",
+                False,
+                0,
+                no_bare,
+            ),
+        ]
+    rows += [
+        Row("map_few", "map", f"map `x * 2` over {_growth.map_few_items(plan):,} ints (items/s)", True, 0),
         Row("map", "map", f"map `x * 2` over {plan.map_items:,} ints (items/s)", True, 0),
         Row("map_plain", "map", "the same map, no progress, taking turns (items/s)", True, 0, ours),
         Row(
@@ -115,6 +148,15 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "map_plain",
         ),
+        Row(
+            "stream_rss",
+            "stream",
+            f"map over a {grow.stream_items:,}-item generator: peak growth of the parent's RSS (MiB)",
+            False,
+            1,
+            no_bare,
+        ),
+        Row("stream_rate", "stream", "the same map over a generator (items/s)", True, 0, no_bare),
     ]
     for direction, what in (("arg", "argument, returns its length"), ("res", "result")):
         for kind in KINDS:
@@ -122,6 +164,21 @@ def rows_for(plan: Plan) -> list[Row]:
             rows.append(Row(f"{direction}_{kind}", "transfer", label, True, 0))
     rows += [
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
+    ]
+    for size in grow.big:
+        big = f"{size >> 20} MiB" if size < 2**30 else f"{size >> 30} GiB"
+        rows += [
+            Row(f"big_{size >> 20}", "big", f"{big} bytes argument, sizes in turn, one pool (MB/s)", True, 0),
+            Row(
+                f"bigcopy_{size >> 20}",
+                "big",
+                f"copy {big} into fresh memory, `bytearray(payload)`, one process (MB/s)",
+                True,
+                0,
+                {"bare"},
+            ),
+        ]
+    rows += [
         Row(
             "cold_default",
             "cold",
@@ -150,6 +207,15 @@ def rows_for(plan: Plan) -> list[Row]:
         Row("uss", "rss", "idle worker private memory (USS), forkserver (MiB)", False, 1),
         Row("rss_dec", "rss", "idle worker RSS when the program imports `parallel` (MiB)", False, 1, ours),
         Row("uss_dec", "rss", "idle worker USS when the program imports `parallel` (MiB)", False, 1, ours),
+        Row(
+            "pool_uss",
+            "pool",
+            "USS of every process the pool started (workers, forkserver, tracker); parallelize: "
+            "plain `@parallel`, peers: forkserver (MiB)",
+            False,
+            1,
+        ),
+        Row("pool_procs", "pool", "processes the pool started", False, 0),
         Row("import", "import", "import time (ms)", False, 1, no_bare),
         Row("import_dec", "import", "import time, `from parallelize import parallel` (ms)", False, 1, ours),
         Row(
@@ -177,7 +243,8 @@ def run_group(group: str, rows: list[Row], columns: list[str], plan: Plan, resul
     started = time.monotonic()
     shared = setup_group(group, columns, plan, results)
     group_rows = [row for row in rows if row.group == group]
-    for index in range(plan.rounds):
+    rounds = min(plan.rounds, _growth.ROUNDS.get(group, plan.rounds))
+    for index in range(rounds):
         if group == "cpu":
             shared["serials"].append(_measure.serial_seconds(shared["turns"], plan.cpu_tasks))
         shift = index % len(columns)
@@ -188,7 +255,7 @@ def run_group(group: str, rows: list[Row], columns: list[str], plan: Plan, resul
             out = measure_one(group, column, index, group_rows, plan, shared, results)
             first = group_rows[0].key
             said.append(f"{LABELS[column]} {brief(out[first]) if first in out else 'n/a'}")
-        progress(f"[{group}] round {index + 1}/{plan.rounds}: {', '.join(said)}")
+        progress(f"[{group}] round {index + 1}/{rounds}: {', '.join(said)}")
     if group == "cpu":
         # Efficiency against the median serial time: one slow serial run must not skew its round.
         serial = statistics.median(shared["serials"])
