@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 from _growth import run_group_child
 from _measure import _WORKERS_ENV, Session, _script
@@ -49,6 +50,7 @@ def main(column: str) -> None:
     """The child: start the pool, warm every worker, and print the sum over its process tree."""
     import _peers
 
+    pool: Any = None  # held until the memory is read: a pool let go of may close its pipes
     if column == "parallelize":
         from _decorated_tasks import pid_after
 
@@ -59,7 +61,7 @@ def main(column: str) -> None:
     elif column == "bare":
         from _baseline import BarePipes
 
-        BarePipes(_peers.WORKERS)
+        pool = BarePipes(_peers.WORKERS)
     else:
         pool = _peers.make(column, "forkserver")
         pool.open()

@@ -1,7 +1,7 @@
 """parallelize beside the pools people use instead, measured in one run on this machine.
 
-    python benchmarks/run.py                  # 7 rounds, the issue's sizes (about 10 minutes on 2 cores)
-    python benchmarks/run.py --quick          # 3 rounds, smaller sizes (under 3 minutes)
+    python benchmarks/run.py                  # 7 rounds, the issue's sizes (about 15 minutes on 2 cores)
+    python benchmarks/run.py --quick          # 3 rounds, smaller sizes (about 5 minutes)
     python benchmarks/run.py --rows roundtrip,map --pools parallelize,ppe --rounds 5
     python benchmarks/run.py --smoke          # 1 round, tiny sizes: does every row still run?
 
@@ -16,20 +16,28 @@ Rows (the performance issue's table):
   roundtrip  warm round trip of a no-op, one call at a time (and parallelize's @parallel forms:
              pool=p, and the plain decorator on the default pool, taking turns call by call)
   submit     submit many no-ops one by one, then wait for all (and the same two @parallel forms)
+  threads    submit throughput and p99 round trip with 1, 4 and 16 submitting threads (_threads.py)
   map        map a cheap function over many small items with each pool's own map API (and
-             parallelize's with progress=True against without, taking turns)
+             parallelize's with progress=True against without, taking turns); the same map over a
+             tenth of the items (20,000), where chunking has the least time to adapt
+  stream     a map over a 10,000,000-item generator: peak parent RSS growth and items/s (_stream.py)
   transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
+  big        64 MiB, 256 MiB and 1 GiB bytes arguments in one pool; a copy of each size (_big.py)
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
   rss        idle worker memory (VmRSS and private USS), forkserver for every pool
+  pool       USS summed over every process the pool started: workers, forkserver, tracker (_tree.py)
   import     import time in a fresh interpreter, byte code cached
   pending    parent memory per future submitted and not yet run (how cost grows)
 
 Rounds are interleaved: round 1 measures every pool once for a row, round 2 again, and so on, each
 round starting with a different pool, so that machine noise hits all of them alike. The report shows
-medians over rounds. In-process rows use a fresh pool each time, warmed until every worker has run a
-task; its start-up is not timed. A pool that is not installed or fails shows "n/a" (the notes say
-why). Progress goes to stderr; the report (Markdown) to stdout.
+medians over rounds. The heavy groups run fewer rounds (_growth.ROUNDS: stream and big 2, threads
+and pool 3), which keeps a full run near 15 minutes; the stream and big rows run each pool in a
+fresh interpreter of its own process group, the streaming map under a memory cap. In-process rows
+use a fresh pool each time, warmed until every worker has run a task; its start-up is not timed. A
+pool that is not installed or fails shows "n/a" (the notes say why). Progress goes to stderr; the
+report (Markdown) to stdout.
 """
 
 from __future__ import annotations
