@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import task 
 
 import _big
 import _growth
+import _growth_rows
 import _measure
 import _peers
 import _threads
@@ -83,7 +84,6 @@ def rows_for(plan: Plan) -> list[Row]:
     ours = frozenset(ONLY_OURS)
     no_bare = frozenset(COLUMNS) - {"bare"}
     calls = f"{plan.submits // 4 * 4:,} times"
-    grow = _growth.growth(plan)
     rows = [
         Row("rt", "roundtrip", "warm round trip, `submit(noop, x).result()` (µs)", False, 0),
         Row("rt_dec", "roundtrip", "warm round trip, `@parallel(pool=p)` function (µs)", False, 0, ours),
@@ -121,29 +121,7 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "submit_dec",
         ),
-    ]
-    for threads in grow.threads:
-        callers = f"{threads} thread{'s' if threads > 1 else ''}"
-        rows += [
-            Row(
-                f"threads_submit_{threads}",
-                "threads",
-                f"submit {grow.thread_submits // threads * threads:,} no-ops from {callers} "
-                "(shared out), one by one, then wait (tasks/s)",
-                True,
-                0,
-                no_bare,
-            ),
-            Row(
-                f"threads_p99_{threads}",
-                "threads",
-                f"p99 round trip, {callers} calling `submit(noop, x).result()` one call at a time (µs)",
-                False,
-                0,
-                no_bare,
-            ),
-        ]
-    rows += [
+        *_growth_rows.threads_rows(plan),
         Row("map_few", "map", f"map `x * 2` over {_growth.map_few_items(plan):,} ints (items/s)", True, 0),
         Row("map", "map", f"map `x * 2` over {plan.map_items:,} ints (items/s)", True, 0),
         Row("map_plain", "map", "the same map, no progress, taking turns (items/s)", True, 0, ours),
@@ -156,15 +134,7 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "map_plain",
         ),
-        Row(
-            "stream_rss",
-            "stream",
-            f"map over a {grow.stream_items:,}-item generator: peak growth of the parent's RSS (MiB)",
-            False,
-            1,
-            no_bare,
-        ),
-        Row("stream_rate", "stream", "the same map over a generator (items/s)", True, 0, no_bare),
+        *_growth_rows.stream_rows(plan),
     ]
     for direction, what in (("arg", "argument, returns its length"), ("res", "result")):
         for kind in KINDS:
@@ -172,21 +142,7 @@ def rows_for(plan: Plan) -> list[Row]:
             rows.append(Row(f"{direction}_{kind}", "transfer", label, True, 0))
     rows += [
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
-    ]
-    for size in grow.big:
-        big = f"{size >> 20} MiB" if size < 2**30 else f"{size >> 30} GiB"
-        rows += [
-            Row(f"big_{size >> 20}", "big", f"{big} bytes argument, sizes in turn, one pool (MB/s)", True, 0),
-            Row(
-                f"bigcopy_{size >> 20}",
-                "big",
-                f"copy {big} into fresh memory, `bytearray(payload)`, one process (MB/s)",
-                True,
-                0,
-                {"bare"},
-            ),
-        ]
-    rows += [
+        *_growth_rows.big_rows(plan),
         Row(
             "cold_default",
             "cold",
@@ -215,15 +171,7 @@ def rows_for(plan: Plan) -> list[Row]:
         Row("uss", "rss", "idle worker private memory (USS), forkserver (MiB)", False, 1),
         Row("rss_dec", "rss", "idle worker RSS when the program imports `parallel` (MiB)", False, 1, ours),
         Row("uss_dec", "rss", "idle worker USS when the program imports `parallel` (MiB)", False, 1, ours),
-        Row(
-            "pool_uss",
-            "pool",
-            "USS of every process the pool started (workers, forkserver, tracker); parallelize: "
-            "plain `@parallel`, peers: forkserver (MiB)",
-            False,
-            1,
-        ),
-        Row("pool_procs", "pool", "processes the pool started", False, 0),
+        *_growth_rows.pool_rows(),
         Row("import", "import", "import time (ms)", False, 1, no_bare),
         Row("import_dec", "import", "import time, `from parallelize import parallel` (ms)", False, 1, ours),
         Row(
@@ -395,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     if json_path:
         dump = {
             "plan": plan._asdict(),
+            "growth": _growth.growth(plan)._asdict(),
             "values": {f"{r}/{c}": v for (r, c), v in results.values.items()},
             "failures": {f"{r}/{c}": v for (r, c), v in results.failures.items()},
             "unavailable": results.unavailable,
