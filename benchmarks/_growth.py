@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any, NamedTuple
 
 from _measure import HERE, Plan, Session, _script, child_env, measure_map, run_python
@@ -86,10 +87,9 @@ def run_group_child(code: str, timeout: float, env: dict[str, str] | None = None
         except subprocess.TimeoutExpired:
             late = True
         finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
             child.kill()
             child.wait()
+            _end_group(child.pid)
         stdout_file.seek(0)
         stderr_file.seek(0)
         stdout, stderr = stdout_file.read(), stderr_file.read()
@@ -100,6 +100,30 @@ def run_group_child(code: str, timeout: float, env: dict[str, str] | None = None
         raise RuntimeError(f"the child gave no result within {timeout:g} s")
     tail = (stderr.strip().splitlines() or ["no output"])[-1]
     raise RuntimeError(f"the child exited with {child.returncode}: {tail}")
+
+
+def _end_group(group: int, grace: float = 2.0) -> None:
+    """Give what is left of the group ``grace`` seconds to go by itself (a resource tracker unlinks
+    the shared memory of a parent that died), then kill it."""
+    deadline = time.monotonic() + grace
+    while _running_in(group) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _running_in(group: int) -> bool:
+    """Whether a process of the group is still running (zombies, waiting to be reaped, are not)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False
 
 
 # -- pending ----------------------------------------------------------------------------------------
