@@ -1,7 +1,11 @@
-"""A module that uses the decorator as a user's module would (the cold decorated-call row imports it).
+"""A module that uses the decorator as a user's module would (the cold decorated-call row and the
+whole-pool memory row import it).
 
-Only that row's fresh interpreter imports this module, so no other pool's workers pay for wrapt.
+Only those rows' fresh interpreters import this module, so no other pool's workers pay for wrapt.
 """
+
+import os
+import time
 
 from parallelize import parallel
 
@@ -9,3 +13,10 @@ from parallelize import parallel
 @parallel
 def noop(x: object) -> object:
     return x
+
+
+@parallel
+def pid_after(seconds: float) -> int:
+    """Sleep, then say which worker ran this (so that every worker gets a call)."""
+    time.sleep(seconds)
+    return os.getpid()

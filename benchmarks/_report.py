@@ -14,8 +14,10 @@ import statistics
 import sys
 from typing import NamedTuple
 
+import _growth
 import _peers
 from _measure import Plan
+from _stream import API as STREAM_API
 
 COLUMNS = ["parallelize", "ppe", "mp", "loky", "pebble", "mpire", "bare"]
 LABELS = {
@@ -238,6 +240,7 @@ def notes(rows: list[Row], columns: list[str], plan: Plan, results: Results) -> 
             f"{LABELS[c]}: {_peers.make(c).map_api(plan.map_items)}" for c in columns if c in _peers.ADAPTERS
         )
         lines.append(f"Map APIs: {apis}; bare pipe: pickled batches of the same size as multiprocessing's.")
+    lines += _growth_notes(groups, plan)
     if "cold" in groups:
         defaults = ", ".join(
             f"{LABELS[c]} {_peers.make(c).start_method}" for c in columns if c in _peers.ADAPTERS
@@ -279,6 +282,54 @@ def notes(rows: list[Row], columns: list[str], plan: Plan, results: Results) -> 
     if results.interrupted:
         lines.append("Interrupted: the medians cover the rounds that finished.")
     return [f"- {line}" for line in lines]
+
+
+def _growth_notes(groups: set[str], plan: Plan) -> list[str]:
+    grow, lines = _growth.growth(plan), []
+    capped = [
+        f"{group} {min(plan.rounds, most)}"
+        for group, most in _growth.ROUNDS.items()
+        if group in groups and most < plan.rounds
+    ]
+    if capped:
+        lines.append(f"Heavy groups run fewer rounds (their medians are over those): {', '.join(capped)}.")
+    if "map" in groups:
+        lines.append(
+            f"The {_growth.map_few_items(plan):,}-item map row is measured as the map row (the same APIs, "
+            "chunk sizes computed the same way for its length), in a pool of its own."
+        )
+    if "threads" in groups:
+        lines.append(
+            "Threads rows: one warm pool shared by the threads. Submit: each thread submits its share one "
+            "by one, then waits for its own; tasks/s from the release of all threads to the last result. "
+            f"p99: each thread calls `submit(noop, x).result()` one call at a time ({grow.thread_trips:,} "
+            "calls in all, shared among the threads), the 99th percentile over every call: the latency a "
+            "caller sees while the others use the pool too (a batch submitted at once would time the queue)."
+        )
+    if "stream" in groups:
+        apis = "; ".join(f"{LABELS[c]}: {api}" for c, api in STREAM_API.items())
+        lines.append(
+            f"Stream rows: a fresh interpreter per pool maps `x * 2` over a generator of "
+            f"{grow.stream_items:,} ints, results consumed one by one; peak RSS growth over the map (VmHWM, "
+            f"reset before it). APIs: {apis}; C = {_growth.STREAM_CHUNK:,} (their default of 1 sends a "
+            f"message per item). A pool whose RSS grows past {_growth.STREAM_CAP:,} MiB is stopped (n/a); "
+            f"one still mapping after {grow.stream_seconds:g} s is stopped and reported for the items it "
+            "mapped (*); neither is run again in later rounds."
+        )
+    if "big" in groups:
+        lines.append(
+            "Big rows: a fresh interpreter per pool sends `bytes` arguments of each size once, smallest "
+            "first, to a warm pool (a function returning their length); the copy rows are one "
+            "`bytearray(payload)` of that size, the reference the transfer rows are measured against."
+        )
+    if "pool" in groups:
+        lines.append(
+            "Whole-pool memory: a fresh interpreter starts the pool and runs a task on every worker, then "
+            "sums USS over every process descended from it (/proc), and counts them; parallelize as a "
+            "program using it does (`from parallelize import parallel`, a `@parallel` function of a module, "
+            f"the default pool, PARALLELIZE_WORKERS={_peers.WORKERS}), the peers on forkserver."
+        )
+    return lines
 
 
 def report(plan: Plan, rows: list[Row], columns: list[str], results: Results) -> list[str]:

@@ -1,7 +1,7 @@
 """parallelize beside the pools people use instead, measured in one run on this machine.
 
-    python benchmarks/run.py                  # 7 rounds, the issue's sizes (about 10 minutes on 2 cores)
-    python benchmarks/run.py --quick          # 3 rounds, smaller sizes (under 3 minutes)
+    python benchmarks/run.py                  # 7 rounds, the issue's sizes (about 15 minutes on 2 cores)
+    python benchmarks/run.py --quick          # 3 rounds, smaller sizes (about 5 minutes)
     python benchmarks/run.py --rows roundtrip,map --pools parallelize,ppe --rounds 5
     python benchmarks/run.py --smoke          # 1 round, tiny sizes: does every row still run?
 
@@ -16,20 +16,28 @@ Rows (the performance issue's table):
   roundtrip  warm round trip of a no-op, one call at a time (and parallelize's @parallel forms:
              pool=p, and the plain decorator on the default pool, taking turns call by call)
   submit     submit many no-ops one by one, then wait for all (and the same two @parallel forms)
+  threads    submit throughput and p99 round trip with 1, 4 and 16 submitting threads (_threads.py)
   map        map a cheap function over many small items with each pool's own map API (and
-             parallelize's with progress=True against without, taking turns)
+             parallelize's with progress=True against without, taking turns); the same map over a
+             tenth of the items (20,000), where chunking has the least time to adapt
+  stream     a map over a 10,000,000-item generator: peak parent RSS growth and items/s (_stream.py)
   transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
+  big        64 MiB, 256 MiB and 1 GiB bytes arguments in one pool; a copy of each size (_big.py)
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
   rss        idle worker memory (VmRSS and private USS), forkserver for every pool
+  pool       USS summed over every process the pool started: workers, forkserver, tracker (_tree.py)
   import     import time in a fresh interpreter, byte code cached
   pending    parent memory per future submitted and not yet run (how cost grows)
 
 Rounds are interleaved: round 1 measures every pool once for a row, round 2 again, and so on, each
 round starting with a different pool, so that machine noise hits all of them alike. The report shows
-medians over rounds. In-process rows use a fresh pool each time, warmed until every worker has run a
-task; its start-up is not timed. A pool that is not installed or fails shows "n/a" (the notes say
-why). Progress goes to stderr; the report (Markdown) to stdout.
+medians over rounds. The heavy groups run fewer rounds (_growth.ROUNDS: stream and big 2, threads
+and pool 3), which keeps a full run near 15 minutes; the stream and big rows run each pool in a
+fresh interpreter of its own process group, the streaming map under a memory cap. In-process rows
+use a fresh pool each time, warmed until every worker has run a task; its start-up is not timed. A
+pool that is not installed or fails shows "n/a" (the notes say why). Progress goes to stderr; the
+report (Markdown) to stdout.
 """
 
 from __future__ import annotations
@@ -47,18 +55,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import task modules by name
 
+import _big
 import _growth
+import _growth_rows
 import _measure
 import _peers
+import _threads
+import _tree
 from _bench_tasks import KINDS
 from _measure import PLANS, Overrun, Plan, Session
 from _report import COLUMNS, LABELS, Results, Row, brief, header, report
 
 MODULES = {"loky": "loky", "pebble": "pebble", "mpire": "mpire"}  # optional peers
-GROUPS = ["roundtrip", "submit", "map", "transfer", "cold", "cpu", "rss", "import", "pending"]
+GROUPS = [
+    *("roundtrip", "submit", "threads", "map", "stream", "transfer", "big"),
+    *("cold", "cpu", "rss", "pool", "import", "pending"),
+]
+OWNERS = {"pending": _growth, "stream": _growth, "big": _big, "threads": _threads, "pool": _tree}
 MEASURE: dict[str, Callable[[str, Session, dict[str, float]], None]] = {
-    group: getattr(_growth if group == "pending" else _measure, f"measure_{group}") for group in GROUPS
+    group: getattr(OWNERS.get(group, _measure), f"measure_{group}") for group in GROUPS
 }
+MEASURE["map"] = _growth.measure_maps  # the map row, and the same on a tenth of the items
 ONLY_OURS = {"parallelize"}
 
 
@@ -104,6 +121,8 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "submit_dec",
         ),
+        *_growth_rows.threads_rows(plan),
+        Row("map_few", "map", f"map `x * 2` over {_growth.map_few_items(plan):,} ints (items/s)", True, 0),
         Row("map", "map", f"map `x * 2` over {plan.map_items:,} ints (items/s)", True, 0),
         Row("map_plain", "map", "the same map, no progress, taking turns (items/s)", True, 0, ours),
         Row(
@@ -115,6 +134,7 @@ def rows_for(plan: Plan) -> list[Row]:
             ours,
             "map_plain",
         ),
+        *_growth_rows.stream_rows(plan),
     ]
     for direction, what in (("arg", "argument, returns its length"), ("res", "result")):
         for kind in KINDS:
@@ -122,6 +142,7 @@ def rows_for(plan: Plan) -> list[Row]:
             rows.append(Row(f"{direction}_{kind}", "transfer", label, True, 0))
     rows += [
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
+        *_growth_rows.big_rows(plan),
         Row(
             "cold_default",
             "cold",
@@ -150,6 +171,7 @@ def rows_for(plan: Plan) -> list[Row]:
         Row("uss", "rss", "idle worker private memory (USS), forkserver (MiB)", False, 1),
         Row("rss_dec", "rss", "idle worker RSS when the program imports `parallel` (MiB)", False, 1, ours),
         Row("uss_dec", "rss", "idle worker USS when the program imports `parallel` (MiB)", False, 1, ours),
+        *_growth_rows.pool_rows(),
         Row("import", "import", "import time (ms)", False, 1, no_bare),
         Row("import_dec", "import", "import time, `from parallelize import parallel` (ms)", False, 1, ours),
         Row(
@@ -177,7 +199,8 @@ def run_group(group: str, rows: list[Row], columns: list[str], plan: Plan, resul
     started = time.monotonic()
     shared = setup_group(group, columns, plan, results)
     group_rows = [row for row in rows if row.group == group]
-    for index in range(plan.rounds):
+    rounds = min(plan.rounds, _growth.ROUNDS.get(group, plan.rounds))
+    for index in range(rounds):
         if group == "cpu":
             shared["serials"].append(_measure.serial_seconds(shared["turns"], plan.cpu_tasks))
         shift = index % len(columns)
@@ -188,7 +211,7 @@ def run_group(group: str, rows: list[Row], columns: list[str], plan: Plan, resul
             out = measure_one(group, column, index, group_rows, plan, shared, results)
             first = group_rows[0].key
             said.append(f"{LABELS[column]} {brief(out[first]) if first in out else 'n/a'}")
-        progress(f"[{group}] round {index + 1}/{plan.rounds}: {', '.join(said)}")
+        progress(f"[{group}] round {index + 1}/{rounds}: {', '.join(said)}")
     if group == "cpu":
         # Efficiency against the median serial time: one slow serial run must not skew its round.
         serial = statistics.median(shared["serials"])
@@ -320,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     if json_path:
         dump = {
             "plan": plan._asdict(),
+            "growth": _growth.growth(plan)._asdict(),
             "values": {f"{r}/{c}": v for (r, c), v in results.values.items()},
             "failures": {f"{r}/{c}": v for (r, c), v in results.failures.items()},
             "unavailable": results.unavailable,

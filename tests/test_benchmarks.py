@@ -99,3 +99,45 @@ def test_an_unknown_row_is_refused() -> None:
     assert done.returncode != 0
     assert "unknown row 'teleport'" in done.stderr
     assert "| row " not in done.stdout
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").rstrip(" *"))
+
+
+@pytest.mark.timeout(120)
+def test_the_growth_rows_give_a_figure_for_every_pool_they_apply_to() -> None:
+    done = run_benchmarks(
+        "--smoke",
+        "--rows",
+        "threads,map,stream,big,pool",
+        "--pools",
+        "parallelize,ProcessPoolExecutor,bare pipe",
+    )
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for label in (
+        "submit 160 no-ops from 4 threads",
+        "p99 round trip, 16 threads",
+        "map `x * 2` over 500 ints",
+        "map over a 20,000-item generator: peak growth of the parent's RSS",
+        "the same map over a generator",
+    ):
+        cells = table_row(out, label)
+        assert number(cells["parallelize"]) >= 0, label
+        assert number(cells["ProcessPoolExecutor"]) >= 0, label
+    for size in (1, 2, 4):  # MiB in smoke mode; the bare pipe column sends the raw buffer
+        cells = table_row(out, f"{size} MiB bytes argument, sizes in turn")
+        assert all(number(cells[c]) > 0 for c in ("parallelize", "ProcessPoolExecutor", "bare pipe"))
+        copy = table_row(out, f"copy {size} MiB into fresh memory")
+        assert number(copy["bare pipe"]) > 0
+        assert copy["parallelize"] == "-"
+    uss = table_row(out, "USS of every process the pool started")
+    assert all(number(uss[c]) > 0 for c in ("parallelize", "ProcessPoolExecutor", "bare pipe"))
+    # The walk over /proc finds the whole tree: two workers and the forkserver they are forked from
+    # (and multiprocessing's resource tracker, where the pool starts one).
+    processes = table_row(out, "processes the pool started")
+    assert number(processes["parallelize"]) >= 3
+    assert number(processes["ProcessPoolExecutor"]) >= 3
+    assert number(processes["bare pipe"]) >= 3
