@@ -18,7 +18,8 @@ Rows (the performance issue's table):
   submit     submit many no-ops one by one, then wait for all (and the same two @parallel forms)
   map        map a cheap function over many small items with each pool's own map API (and
              parallelize's with progress=True against without, taking turns)
-  transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
+  transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy;
+             the first 64 MiB bytes argument and result of a fresh pool, each in a fresh interpreter
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
   rss        idle worker memory (VmRSS and private USS), forkserver for every pool
@@ -122,6 +123,8 @@ def rows_for(plan: Plan) -> list[Row]:
             rows.append(Row(f"{direction}_{kind}", "transfer", label, True, 0))
     rows += [
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
+        Row("first_arg", "transfer", f"first {mib} MiB bytes argument in a fresh pool (MB/s)", True, 0),
+        Row("first_res", "transfer", f"first {mib} MiB bytes result in a fresh pool (MB/s)", True, 0),
         Row(
             "cold_default",
             "cold",
