@@ -99,3 +99,14 @@ def test_an_unknown_row_is_refused() -> None:
     assert done.returncode != 0
     assert "unknown row 'teleport'" in done.stderr
     assert "| row " not in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_first_transfer_rows_are_measured_in_a_fresh_interpreter_for_each_pool() -> None:
+    done = run_benchmarks("--smoke", "--rows", "transfer", "--pools", "parallelize,bare")
+
+    assert done.returncode == 0, done.stderr
+    for label in ("first 1 MiB bytes argument in a fresh pool", "first 1 MiB bytes result in a fresh pool"):
+        cells = table_row(done.stdout, label)
+        assert float(cells["parallelize"].replace(",", "")) > 0
+        assert float(cells["bare pipe"].replace(",", "")) > 0
