@@ -20,7 +20,8 @@ report(first_transfer({column!r}, {direction!r}, {size}))
 
 
 def measure_first(column: str, s: Any, out: dict[str, float]) -> None:
-    """The ``first_arg`` and ``first_res`` rows of ``column`` (MB/s), each in a fresh interpreter."""
+    """The ``first_arg`` and ``first_res`` rows of ``column`` (MB/s), each in a fresh interpreter,
+    and each against one copy into fresh memory in that interpreter (``first_*_ratio``)."""
     from _measure import _row_failure, _script, run_python
 
     mb = s.plan.payload / 1e6
@@ -30,15 +31,24 @@ def measure_first(column: str, s: Any, out: dict[str, float]) -> None:
             continue
         body = _BODY.format(column=column, direction=direction, size=s.plan.payload)
         with _row_failure(s, key, limit=150):
-            out[key] = mb / float(run_python(_script(body), timeout=120))
+            seconds, copy = run_python(_script(body), timeout=120)
+            out[key] = mb / seconds
+            out[f"{key}_ratio"] = copy / seconds
 
 
-def first_transfer(column: str, direction: str, size: int) -> float:
+def first_transfer(column: str, direction: str, size: int) -> tuple[float, float]:
     """Seconds for the first ``size``-byte bytes argument ("arg") or result ("res") of a fresh
-    pool of ``column`` (run in a fresh interpreter)."""
+    pool of ``column``, and for one copy of as much into fresh memory before it, in the same fresh
+    interpreter (on a shared machine, a ratio of two figures taken apart wanders with the load)."""
     import time
 
     from _bench_tasks import make, produce, size_of
+
+    source = bytearray(make("bytes", size))
+    started = time.perf_counter()
+    bytes(source)
+    copy = time.perf_counter() - started
+    del source
 
     if column == "bare":
         from _baseline import BarePipes
@@ -76,7 +86,7 @@ def first_transfer(column: str, direction: str, size: int) -> float:
             adapter.close()
     if got != size:
         raise AssertionError(f"the first payload came back as {got!r} bytes, not {size}")
-    return elapsed
+    return elapsed, copy
 
 
 def _hold_everywhere(adapter: Any, size: int) -> None:

@@ -125,6 +125,8 @@ def rows_for(plan: Plan) -> list[Row]:
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
         Row("first_arg", "transfer", f"first {mib} MiB bytes argument in a fresh pool (MB/s)", True, 0),
         Row("first_res", "transfer", f"first {mib} MiB bytes result in a fresh pool (MB/s)", True, 0),
+        Row("first_arg_ratio", "transfer", "the same first argument / one copy in its interpreter", True, 2),
+        Row("first_res_ratio", "transfer", "the same first result / one copy in its interpreter", True, 2),
         Row(
             "cold_default",
             "cold",
