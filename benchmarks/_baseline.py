@@ -32,6 +32,7 @@ _SIZE = struct.Struct("<Q")
 ECHO = b"e"  # reply with the message itself
 LENGTH = b"l"  # the next message is a payload: reply with its length
 PRODUCE = b"p"  # + size: reply with a payload of that many bytes
+MAKE = b"k"  # + size: make (and keep) that payload now, reply when done
 MAP = b"m"  # + pickled list: reply with the pickled list of double(x)
 SPIN = b"s"  # + turns: spin, then reply
 QUIT = b"q"
@@ -55,6 +56,11 @@ def serve(conn: Connection) -> None:
             if size not in made:
                 made[size] = make("bytes", size)
             conn.send_bytes(made[size])
+        elif command == MAKE:
+            size = _SIZE.unpack(rest)[0]
+            if size not in made:
+                made[size] = make("bytes", size)
+            conn.send_bytes(b"d")
         elif command == MAP:
             conn.send_bytes(pickle.dumps([double(x) for x in pickle.loads(rest)], pickle.HIGHEST_PROTOCOL))
         elif command == SPIN:
@@ -182,6 +188,12 @@ class BarePipes:
         conn.send_bytes(LENGTH)
         conn.send_bytes(payload)
         return int(_SIZE.unpack(_recv(conn, timeout))[0])
+
+    def make_payload(self, size: int, timeout: float) -> None:
+        """Have the child make the payload ``fetch_payload`` will read (untimed)."""
+        conn = self.conns[0]
+        conn.send_bytes(MAKE + _SIZE.pack(size))
+        _recv(conn, timeout)
 
     def fetch_payload(self, size: int, timeout: float) -> bytes:
         conn = self.conns[0]

@@ -93,6 +93,15 @@ def prepare(size: int, seconds: float) -> int:
     return os.getpid()
 
 
+def hold_payload(size: int, seconds: float) -> int:
+    """Make (and keep) this worker's bytes payload only, then linger so that the next call goes to
+    another worker (the first-result row: nothing else of the worker is warmed)."""
+    if ("bytes", size) not in _made:
+        _made["bytes", size] = make("bytes", size)
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def produce(kind: str, size: int) -> Any:
     """Return this worker's payload (made by ``prepare``, or now)."""
     payload = _made.get((kind, size))

@@ -300,6 +300,9 @@ def _map_with_progress(pool: Any, items: list[int], expected: list[int], out: di
 
 
 def measure_transfer(column: str, s: Session, out: dict[str, float]) -> None:
+    from _first import measure_first  # it imports this module
+
+    measure_first(column, s, out)
     size = s.plan.payload
     payloads: dict[str, Any] = s.shared["payloads"]
     mb = size / 1e6

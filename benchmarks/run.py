@@ -21,7 +21,8 @@ Rows (the performance issue's table):
              parallelize's with progress=True against without, taking turns); the same map over a
              tenth of the items (20,000), where chunking has the least time to adapt
   stream     a map over a 10,000,000-item generator: peak parent RSS growth and items/s (_stream.py)
-  transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy
+  transfer   a 64 MiB bytes / bytearray / memoryview / numpy argument, and result; memory copy;
+             the first 64 MiB bytes argument and result of a fresh pool, each in a fresh interpreter
   big        64 MiB, 256 MiB and 1 GiB bytes arguments in one pool; a copy of each size (_big.py)
   cold       first result in a fresh interpreter: default start methods, then forkserver for all
   cpu        parallel efficiency of 50 ms pure-Python tasks: serial / (2 x parallel)
@@ -142,6 +143,10 @@ def rows_for(plan: Plan) -> list[Row]:
             rows.append(Row(f"{direction}_{kind}", "transfer", label, True, 0))
     rows += [
         Row("copy", "transfer", f"copy {mib} MiB into fresh memory, one process (MB/s)", True, 0, {"bare"}),
+        Row("first_arg", "transfer", f"first {mib} MiB bytes argument in a fresh pool (MB/s)", True, 0),
+        Row("first_res", "transfer", f"first {mib} MiB bytes result in a fresh pool (MB/s)", True, 0),
+        Row("first_arg_ratio", "transfer", "the same first argument / one copy in its interpreter", True, 2),
+        Row("first_res_ratio", "transfer", "the same first result / one copy in its interpreter", True, 2),
         *_growth_rows.big_rows(plan),
         Row(
             "cold_default",

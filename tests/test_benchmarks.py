@@ -141,3 +141,14 @@ def test_the_growth_rows_give_a_figure_for_every_pool_they_apply_to() -> None:
     assert number(processes["parallelize"]) >= 3
     assert number(processes["ProcessPoolExecutor"]) >= 3
     assert number(processes["bare pipe"]) >= 3
+
+
+@pytest.mark.timeout(120)
+def test_first_transfer_rows_are_measured_in_a_fresh_interpreter_for_each_pool() -> None:
+    done = run_benchmarks("--smoke", "--rows", "transfer", "--pools", "parallelize,bare")
+
+    assert done.returncode == 0, done.stderr
+    for label in ("first 1 MiB bytes argument in a fresh pool", "first 1 MiB bytes result in a fresh pool"):
+        cells = table_row(done.stdout, label)
+        assert float(cells["parallelize"].replace(",", "")) > 0
+        assert float(cells["bare pipe"].replace(",", "")) > 0

@@ -159,6 +159,43 @@ def test_spare_segments_are_reused_and_never_mixed_up(pool1: Pool) -> None:
     assert shm_tasks.describe(again)[:3] == _expected("bytes", 4)
 
 
+def test_bytes_are_read_into_their_own_object_and_free_the_spare(pool1: Pool) -> None:
+    """A bytes buffer is read straight into the bytes the receiver gets (no mapping): each result
+    is a plain bytes with its own contents, and the worker's spare is marked free every time."""
+    worker = pool1.submit(os.getpid).result(WAIT)
+    for seed in range(3):  # a spare left busy would make the worker create another, then one-offs
+        value = pool1.submit(shm_tasks.make, "bytes", shm_tasks.SIZE, 20 + seed).result(WAIT)
+        assert type(value) is bytes
+        assert shm_tasks.describe(value) == (*_expected("bytes", 20 + seed), False)
+        assert len(_shm.segments_of(worker)) == 1
+    # bytes and a bytearray in one message (that fits the spare): one is read, the other copied
+    # out of a mapping.
+    mixed = (shm_tasks.make("bytes", 2**20, seed=5), shm_tasks.make("bytearray", 2**20, seed=6))
+    back = pool1.submit(workers.identity, mixed).result(WAIT)
+    assert [type(v) for v in back] == [bytes, bytearray]
+    assert back == mixed
+    assert len(_shm.segments_of(worker)) == 1
+
+
+def test_a_segment_read_past_its_end_raises() -> None:
+    data = shm_tasks.make("bytes")
+    segments: list[str] = []
+    encoded = _serialize.dumps_shared(data, 1, segments)
+    try:
+        assert _serialize.loads(encoded) == data
+        fd = _shm._posixshmem.shm_open(segments[0], os.O_RDONLY, 0)
+        try:
+            size = os.fstat(fd).st_size
+            assert _shm._read(fd, 0, size) == os.pread(fd, size, 0)
+            with pytest.raises(OSError, match="ended 100 bytes early"):
+                _shm._read(fd, size, 100)
+        finally:
+            os.close(fd)
+    finally:
+        _shm.release(segments)
+        _shm.drop_spares()
+
+
 def test_full_shared_memory_falls_back_to_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_room(fd: int, offset: int, length: int) -> None:
         raise OSError(28, "No space left on device")
