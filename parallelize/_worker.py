@@ -23,13 +23,15 @@ from typing import Any
 from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
+from . import _role
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
 from ._initializer import Initializer, run_initializer
 from ._serialize import dumps
 
-# True in a worker process. Decorated functions called here run inline rather than start a pool
-# of their own inside the pool (see _config.default_backend).
-ACTIVE = False
+if sys.platform.startswith("linux"):
+    # For the parent-death signal. Imported here, not at boot: the forkserver preloads this module,
+    # so its workers share ctypes rather than each import it (3 ms and private memory per worker).
+    import ctypes
 
 # Exit code of a worker whose parent vanished: nobody is left to read it, but `ps` and tests can.
 PARENT_GONE = 70
@@ -38,13 +40,12 @@ PARENT_GONE = 70
 def run(
     tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
 ) -> None:
-    """The worker's main loop; the target of its ``multiprocessing.Process``.
+    """The worker's main loop (its ``multiprocessing.Process`` target is ``_role.run_worker``).
 
     From here on, what the worker prints and logs goes to the parent (``_forward``), the
     initializer's output included; ``levels`` are the parent's logging levels at its start.
     """
-    global ACTIVE
-    ACTIVE = True
+    _role.IN_WORKER = True
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     interrupts.ignore_in_worker()
     _die_with_parent()
@@ -203,12 +204,8 @@ def _die_with_parent() -> None:
     it reads end-of-file when the parent is gone, and covers a parent that died before prctl ran.
     """
     if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
     parent = multiprocessing.parent_process()
     sentinel = getattr(parent, "sentinel", None)
     if sentinel is None:
