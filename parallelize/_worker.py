@@ -18,15 +18,17 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
 from . import _role
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
-from ._initializer import Initializer, run_initializer
 from ._serialize import dumps
+
+if TYPE_CHECKING:
+    from ._initializer import Initializer
 
 if sys.platform.startswith("linux"):
     # For the parent-death signal. Imported here, not at boot: the forkserver preloads this module,
@@ -52,6 +54,8 @@ def run(
     _let_the_forkserver_go()
     send = forward.install(results.send_bytes, levels).send
     if initializer is not None:
+        from ._initializer import run_initializer  # only with an initializer (unpickling it did)
+
         try:
             run_initializer(initializer)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
