@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["IN_WORKER", "run_worker"]
 
-# True in a worker process (set by _worker.run). Decorated functions called there run inline
-# rather than start a pool of their own inside the pool (see _config.default_backend).
+# True in a worker process (set by run_worker, before the loop starts). Decorated functions called
+# there run inline rather than start a pool of their own inside the pool (see _config).
 IN_WORKER = False
 
 
@@ -25,6 +25,8 @@ def run_worker(
     tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
 ) -> None:
     """The target of every worker's ``multiprocessing.Process``: the loop in ``_worker.run``."""
-    from ._worker import run
+    global IN_WORKER
+    IN_WORKER = True
+    from ._worker import run  # _worker does not import this module: no cycle
 
     run(tasks, results, initializer, levels)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
-from . import _role
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
 from ._serialize import dumps
 
@@ -42,12 +41,12 @@ PARENT_GONE = 70
 def run(
     tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
 ) -> None:
-    """The worker's main loop (its ``multiprocessing.Process`` target is ``_role.run_worker``).
+    """The worker's main loop (its ``multiprocessing.Process`` target is ``_role.run_worker``,
+    which marks this process a worker first).
 
     From here on, what the worker prints and logs goes to the parent (``_forward``), the
     initializer's output included; ``levels`` are the parent's logging levels at its start.
     """
-    _role.IN_WORKER = True
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     interrupts.ignore_in_worker()
     _die_with_parent()
