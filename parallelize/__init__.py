@@ -17,11 +17,13 @@ the dispatcher) would triple a worker's start-up time for nothing.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from . import _fork  # noqa: F401 - registers the one at-fork hook (see _fork)
 
+TYPE_CHECKING = False  # not typing's: importing typing is most of what `import parallelize` cost
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._config import configure, restart, shutdown, stats
     from ._decorators import InProcessFunction, ParallelFunction, in_process, parallel
     from ._errors import (

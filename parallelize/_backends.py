@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _shm, _worker
+from . import _role, _shm
 from ._calls import run_items
 from ._coroutines import returned_coroutine, runnable
 from ._errors import PoolClosed, SerializationError
@@ -118,7 +118,7 @@ _said_lock = threading.Lock()
 
 def warn_unbounded(task: Task, backend: str) -> None:
     """Log, once per function, that ``backend`` runs its calls without their time limit."""
-    if _worker.ACTIVE:
+    if _role.IN_WORKER:
         return
     function, label = task.function.function, task.function.label
     with _said_lock:

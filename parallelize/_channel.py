@@ -34,7 +34,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
-from . import _logs, _worker
+from . import _logs, _role
 from . import _protocol as wire
 from ._initializer import Initializer
 from ._serialize import FunctionKey, dumps
@@ -362,7 +362,7 @@ def start_worker(context: BaseContext, index: int, initializer: Initializer | No
     result_reader, result_writer = context.Pipe(duplex=False)
     version, levels = _logs.levels()
     process = context.Process(  # type: ignore[attr-defined]
-        target=_worker.run,
+        target=_role.run_worker,
         args=(task_reader, result_writer, initializer, levels),
         name=f"parallelize-worker-{index}",
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from . import _settings, _worker
+from . import _role, _settings
 from ._backends import Backend, SyncBackend, ThreadBackend
 from ._errors import ParallelizeError
 from ._settings import (
@@ -102,7 +102,7 @@ def default_backend() -> Backend:
     Called on every call of such a function, so the common case is one global read, no lock:
     the settings are resolved by the first call only (see the module docstring).
     """
-    if _worker.ACTIVE:
+    if _role.IN_WORKER:
         # Inside a worker, a decorated call runs inline: a pool inside every worker would multiply
         # the processes by the pool size. (An explicit Pool still works there.)
         return _sync_backend
@@ -191,7 +191,7 @@ def stats() -> PoolStats:
     """Live counts of the default backend (the pool plain ``@parallel`` functions use); see
     ``Pool.stats``. Starts nothing: before the first call, or after ``shutdown()``, every count
     is 0 and ``since`` is None. Inside a worker, the inline backend's."""
-    if _worker.ACTIVE:
+    if _role.IN_WORKER:
         return _sync_backend.stats()
     backend = _resolved
     if backend is None:

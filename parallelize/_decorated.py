@@ -34,12 +34,10 @@ from typing import (
 
 import wrapt
 
-from . import _config, _worker
+from . import _config, _role
 from ._backends import Backend, Limited, submit_call
-from ._chunking import zip_arguments
 from ._functions import FunctionHandle, handle_for, reference_of
 from ._futures import Future
-from ._mapping import MapIterator, map_items
 from ._methods import (
     BoundInProcessFunction,
     BoundParallelFunction,
@@ -54,6 +52,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self  # typing.Self is 3.11+
 
+    from ._mapping import MapIterator
     from ._pool import Pool
 
 __all__ = [
@@ -120,7 +119,7 @@ class _Decorated(wrapt.BaseObjectProxy[Callable[P, R]], Generic[P, R]):
 
     def _unlimited_backend(self) -> Backend:
         options = self._self_options
-        if _worker.ACTIVE:
+        if _role.IN_WORKER:
             return _config.default_backend()  # inline in a worker (see _config.default_backend)
         if options.pool is not None:
             return options.pool._backend
@@ -235,6 +234,8 @@ class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
         ordered: bool = True,
         return_exceptions: bool = False,
     ) -> MapIterator[Any]:
+        from ._mapping import map_items  # on the first map: a program that never maps never loads it
+
         return map_items(
             self._backend(),
             self._function_handle(),
@@ -246,6 +247,8 @@ class ParallelFunction(_Decorated[P, R], MapMethods[P, R]):
         )
 
     def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:
+        from ._chunking import zip_arguments
+
         return zip_arguments(iterables)
 
     def _starmap_arguments(self, iterable: Iterable[Iterable[Any]]) -> Iterator[tuple[Any, ...]]:
@@ -319,7 +322,7 @@ class InProcessFunction(_Decorated[P, R]):
 
     async def _awaitable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         handle, options = self._function_handle(), self._self_task_options
-        if not self._self_options.isolated or _worker.ACTIVE:
+        if not self._self_options.isolated or _role.IN_WORKER:
             return await submit_call(self._backend(), handle, args, kwargs, options)
         from ._pool import Pool
 
@@ -353,7 +356,7 @@ def _submit_isolated(
 
     The returned future is already done: the one-task pool has been shut down and its process
     reaped before this returns."""
-    if _worker.ACTIVE:
+    if _role.IN_WORKER:
         return submit_call(_config.default_backend(), handle, args, kwargs, options)
     from ._pool import Pool
 

@@ -42,7 +42,7 @@ from . import _protocol as wire
 
 # A partial line longer than this is sent without waiting for its end.
 LINE_LIMIT = 8192
-STDOUT, STDERR = 1, 2
+STDOUT, STDERR = wire.STDOUT, wire.STDERR
 
 # (stream, text) pieces waiting to be sent, in the order they were written.
 Pending = list[tuple[int, str]]

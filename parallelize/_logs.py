@@ -33,7 +33,7 @@ import threading
 from typing import Any, TextIO
 
 from . import _protocol as wire
-from ._forward import STDOUT
+from ._protocol import STDOUT
 from ._task import ChunkTask, Task
 
 _MARK = "parallelize-levels"  # a key isEnabledFor never uses (its keys are ints)

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._backends import submit_call
-from ._mapping import map_items
 from ._typing import MapMethods
 
 if TYPE_CHECKING:
@@ -131,6 +130,8 @@ class BoundParallelFunction(_Bound[P, R], MapMethods[P, R]):
         ordered: bool = True,
         return_exceptions: bool = False,
     ) -> MapIterator[Any]:
+        from ._mapping import map_items  # on the first map (see _decorated)
+
         function = self.__func__
         return map_items(
             function._backend(),

@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _settings
 from ._backends import submit_call
-from ._chunking import zip_arguments
 from ._errors import PoolClosed
 from ._functions import handle_for
 from ._futures import Future
 from ._initializer import Initializer, make_initializer
-from ._mapping import MapIterator, map_items
 from ._process import PoolState, ProcessBackend
 from ._task import check_timeout, options_of
 
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; typing_extensions is slow to import
 
     from ._decorators import ParallelFunction
+    from ._mapping import MapIterator
     from ._progress import ProgressOption
     from ._stats import PoolStats
 
@@ -242,6 +241,9 @@ class Pool(concurrent.futures.Executor):
         if item_timeout is not None:
             options = options._replace(timeout=check_timeout(item_timeout))
         deadline = None if timeout is None else time.monotonic() + _check_deadline(timeout)
+        from ._chunking import zip_arguments  # on the first map: a pool that never maps never loads them
+        from ._mapping import map_items
+
         mapping = map_items(
             self._backend,
             handle_for(fn),

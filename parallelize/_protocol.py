@@ -62,6 +62,7 @@ SKIPPED = 15  # no payload: the task a SKIP named was dropped unstarted
 # highest kinds, so the parent tells them from the rest with one comparison.
 OUTPUT = 16  # payload: pickle of [(1 for stdout or 2 for stderr, text), ...] in the order written
 LOG = 17  # payload: pickle of a LogRecord's __dict__, message formatted, exc_info as exc_text
+STDOUT, STDERR = 1, 2  # the stream numbers in OUTPUT
 
 # kind, task id, attempt (1 for the first run; the worker retries `retry_on` errors within the
 # budget that is left, so a task's attempts are counted across crashes and exceptions alike), and

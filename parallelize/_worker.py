@@ -18,18 +18,21 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _forward as forward
 from . import _interrupts as interrupts
 from . import _protocol as wire
 from ._calls import Functions, Reply, define, envelope, run_call, run_chunk, run_each
-from ._initializer import Initializer, run_initializer
 from ._serialize import dumps
 
-# True in a worker process. Decorated functions called here run inline rather than start a pool
-# of their own inside the pool (see _config.default_backend).
-ACTIVE = False
+if TYPE_CHECKING:
+    from ._initializer import Initializer
+
+if sys.platform.startswith("linux"):
+    # For the parent-death signal. Imported here, not at boot: the forkserver preloads this module,
+    # so its workers share ctypes rather than each import it (3 ms and private memory per worker).
+    import ctypes
 
 # Exit code of a worker whose parent vanished: nobody is left to read it, but `ps` and tests can.
 PARENT_GONE = 70
@@ -38,19 +41,20 @@ PARENT_GONE = 70
 def run(
     tasks: Connection, results: Connection, initializer: Initializer | None, levels: bytes | None = None
 ) -> None:
-    """The worker's main loop; the target of its ``multiprocessing.Process``.
+    """The worker's main loop (its ``multiprocessing.Process`` target is ``_role.run_worker``,
+    which marks this process a worker first).
 
     From here on, what the worker prints and logs goes to the parent (``_forward``), the
     initializer's output included; ``levels`` are the parent's logging levels at its start.
     """
-    global ACTIVE
-    ACTIVE = True
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     interrupts.ignore_in_worker()
     _die_with_parent()
     _let_the_forkserver_go()
     send = forward.install(results.send_bytes, levels).send
     if initializer is not None:
+        from ._initializer import run_initializer  # only with an initializer (unpickling it did)
+
         try:
             run_initializer(initializer)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
@@ -203,12 +207,8 @@ def _die_with_parent() -> None:
     it reads end-of-file when the parent is gone, and covers a parent that died before prctl ran.
     """
     if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
     parent = multiprocessing.parent_process()
     sentinel = getattr(parent, "sentinel", None)
     if sentinel is None:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from parallelize import _worker, in_process, parallel
+from parallelize import _role, in_process, parallel
 from tests.workers import UnpicklableError, UnrebuildableError
 
 # Longer than any test may run: a task that sleeps this long only ends when it is stopped.
@@ -247,7 +247,7 @@ def slow_square(x: int, seconds: float) -> int:
 
 @parallel
 def nested_inner() -> tuple[int, bool]:
-    return os.getpid(), _worker.ACTIVE
+    return os.getpid(), _role.IN_WORKER
 
 
 @parallel

@@ -38,9 +38,9 @@ def sleep_then(seconds: float, value: Any = None) -> Any:
 
 
 def in_worker() -> bool:
-    from parallelize import _worker
+    from parallelize import _role
 
-    return _worker.ACTIVE
+    return _role.IN_WORKER
 
 
 class CustomError(Exception):
