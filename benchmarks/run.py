@@ -33,8 +33,8 @@ Rows (the performance issue's table):
 
 Rounds are interleaved: round 1 measures every pool once for a row, round 2 again, and so on, each
 round starting with a different pool, so that machine noise hits all of them alike. The report shows
-medians over rounds. The heavy groups run fewer rounds (_growth.ROUNDS: stream and big 2, threads
-and pool 3), which keeps a full run near 15 minutes; the stream and big rows run each pool in a
+medians over rounds. The heavy groups run fewer rounds (_growth.ROUNDS: stream, big and pending 2,
+threads and pool 3), which keeps a full run near 15 minutes; the stream and big rows run each pool in a
 fresh interpreter of its own process group, the streaming map under a memory cap. In-process rows
 use a fresh pool each time, warmed until every worker has run a task; its start-up is not timed. A
 pool that is not installed or fails shows "n/a" (the notes say why). Progress goes to stderr; the
