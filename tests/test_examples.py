@@ -48,7 +48,10 @@ def run_example(name: str, **env: str) -> str:
         pytest.fail(f"examples/{name}.py hung{_output(exc.stdout, exc.stderr)}")
     report = f"examples/{name}.py exited with {proc.returncode}{_output(proc.stdout, proc.stderr)}"
     assert proc.returncode == 0, report
-    assert proc.stderr == "", report
+    if name in STDERR_CHECKS:
+        STDERR_CHECKS[name](proc.stderr)
+    else:
+        assert proc.stderr == "", report
     return proc.stdout
 
 
@@ -181,6 +184,32 @@ def check_dask_cluster(stdout: str) -> None:
     assert value(stdout, "after the timeout") == 27
 
 
+def check_progress_and_logs(stdout: str) -> None:
+    text: list[str] = inputs_of("progress_and_logs")["LINES"]
+    counts = [len(line.split()) for line in text]
+    assert value(stdout, "counts of the first five lines") == counts[:5]
+    assert value(stdout, "total words") == sum(counts)
+    assert value(stdout, "shouted") == "HELLO"
+    # a worker's print, out of the parent's stdout before the result it came with
+    assert stdout.index("a worker says HELLO") < stdout.index("shouted:")
+    # each empty line's record, handled by the parent's logger with the worker named
+    warnings = re.findall(r"^WARNING wordcount parallelize-worker-\d+: an empty line$", stdout, re.MULTILINE)
+    assert len(warnings) == counts.count(0)
+    assert value(stdout, "backend") == "process"
+    assert value(stdout, "failed") == 0
+
+
+def check_progress_bar(stderr: str) -> None:
+    # tqdm redraws the line with carriage returns; the last drawing is the full count
+    drawings = [part for part in stderr.split("\r") if part.strip()]
+    assert drawings, "no progress bar on stderr"
+    assert "200/200" in drawings[-1], stderr
+    assert "Traceback" not in stderr
+
+
+# Examples that write to stderr on purpose: what they write is checked instead of required empty.
+STDERR_CHECKS: dict[str, Callable[[str], None]] = {"progress_and_logs": check_progress_bar}
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "quickstart": check_quickstart,
     "cpu_bound": check_cpu_bound,
@@ -188,6 +217,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "seed_multiprocessing": check_seed_multiprocessing,
     "errors": check_errors,
     "dask_cluster": check_dask_cluster,
+    "progress_and_logs": check_progress_and_logs,
 }
 
 
