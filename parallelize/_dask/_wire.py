@@ -58,7 +58,8 @@ def dumps(obj: object) -> bytes:
         data = pickle.dumps(obj, PROTOCOL)
     except Exception:  # noqa: BLE001 - anything it refuses, cloudpickle may take; it re-raises if not
         return dumps_by_value(obj)
-    return dumps_by_value(obj) if b"__main__" in data else data
+    # find(), not `in`: bytes.__contains__ first tries the needle as an int (see _serialize.dumps).
+    return dumps_by_value(obj) if data.find(b"__main__") >= 0 else data
 
 
 def dumps_by_value(obj: object) -> bytes:
@@ -268,7 +269,7 @@ def dumps_result(obj: object) -> bytes:
         data = pickle.dumps(obj, PROTOCOL)
     except Exception:  # noqa: BLE001 - cloudpickle below re-raises if hopeless
         data = b"__main__"
-    if b"__main__" not in data:
+    if data.find(b"__main__") < 0:
         return data
     buffer = io.BytesIO()
     _result_pickler()(buffer, PROTOCOL).dump(obj)
