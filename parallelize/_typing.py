@@ -99,20 +99,8 @@ class MapMethods(StarmapMethods[P, R], Generic[P, R]):
 
     __slots__ = ()
 
-    def _map_items(
-        self,
-        arguments: Iterator[tuple[Any, ...]],
-        chunksize: int | None,
-        timeout: float | None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-    ) -> MapIterator[Any]:
-        raise NotImplementedError
-
+    # _map_items and _starmap_arguments: declared by StarmapMethods.
     def _map_arguments(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _starmap_arguments(self, iterable: Iterable[Iterable[Any]]) -> Iterator[tuple[Any, ...]]:
         raise NotImplementedError
 
     @overload
