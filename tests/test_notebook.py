@@ -29,6 +29,19 @@ CELL_TIMEOUT = 60
 
 pytestmark = pytest.mark.timeout(STARTUP_TIMEOUT + 12 * CELL_TIMEOUT)
 
+
+def notebook_client(cells: list[Any], tmp_path: Path) -> Any:
+    """A client for a notebook of ``cells`` on the test kernel (see ``kernel_env``), run in
+    ``tmp_path``; the notebook tests of other modules use it too."""
+    return nbclient.NotebookClient(
+        nbformat.v4.new_notebook(cells=cells),
+        timeout=CELL_TIMEOUT,
+        startup_timeout=STARTUP_TIMEOUT,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+
+
 # (source, expected stdout): the notebook, and what each cell must print.
 CELLS: list[tuple[str, str | None]] = [
     (
@@ -122,14 +135,7 @@ def test_a_notebook_never_gets_stale_results(tmp_path: Path) -> None:
     helpers.mkdir()
     cells = [nbformat.v4.new_code_cell(f"HELPER_DIR = {str(helpers)!r}")]
     cells += [nbformat.v4.new_code_cell(source) for source, _ in CELLS]
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=CELL_TIMEOUT,
-        startup_timeout=STARTUP_TIMEOUT,
-        kernel_name=KERNEL_NAME,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
+    client = notebook_client(cells, tmp_path)
     left: set[int] = set()
     with client.setup_kernel():
         client.execute_cell(cells[0], 0)

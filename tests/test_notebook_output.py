@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_notebook import CELL_TIMEOUT, KERNEL_NAME, STARTUP_TIMEOUT, kernel_env  # noqa: F401 - a fixture
+from .test_notebook import CELL_TIMEOUT, STARTUP_TIMEOUT, kernel_env, notebook_client  # noqa: F401 - a fixture
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 
 pytestmark = pytest.mark.timeout(STARTUP_TIMEOUT + 4 * CELL_TIMEOUT)
 
@@ -46,13 +46,7 @@ def test_a_workers_print_appears_in_the_cell_that_made_the_call(tmp_path: Path) 
         "import parallelize\nparallelize.shutdown()",
     ]
     cells = [nbformat.v4.new_code_cell(source) for source in sources]
-    client = nbclient.NotebookClient(
-        nbformat.v4.new_notebook(cells=cells),
-        timeout=CELL_TIMEOUT,
-        startup_timeout=STARTUP_TIMEOUT,
-        kernel_name=KERNEL_NAME,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
+    client = notebook_client(cells, tmp_path)
     with client.setup_kernel():
         for index, cell in enumerate(cells):
             client.execute_cell(cell, index)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from .test_notebook import CELL_TIMEOUT, KERNEL_NAME, STARTUP_TIMEOUT, kernel_env  # noqa: F401 - a fixture
+from .test_notebook import CELL_TIMEOUT, STARTUP_TIMEOUT, kernel_env, notebook_client  # noqa: F401 - a fixture
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipywidgets")
 
 pytestmark = pytest.mark.timeout(STARTUP_TIMEOUT + 6 * CELL_TIMEOUT)
@@ -41,14 +41,8 @@ def _stream(cell: Any, name: str) -> str:
 @pytest.mark.usefixtures("kernel_env")
 def test_a_progress_bar_renders_in_a_notebook_cell(tmp_path: Path) -> None:
     cells = [nbformat.v4.new_code_cell(source) for source in (SETUP, WIDGET_BAR, TEXT_BAR, DOWN)]
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=CELL_TIMEOUT,
-        startup_timeout=STARTUP_TIMEOUT,
-        kernel_name=KERNEL_NAME,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
+    client = notebook_client(cells, tmp_path)
+    notebook = client.nb
     client.execute()
     for cell in cells:
         assert not _errors(cell), _errors(cell)
