@@ -42,7 +42,6 @@ from . import _protocol as wire
 
 # A partial line longer than this is sent without waiting for its end.
 LINE_LIMIT = 8192
-STDOUT, STDERR = wire.STDOUT, wire.STDERR
 
 # (stream, text) pieces waiting to be sent, in the order they were written.
 Pending = list[tuple[int, str]]
@@ -95,7 +94,7 @@ class Forwarder:
             if not keep:
                 raise
             for stream, text in merged:
-                original = sys.__stdout__ if stream == STDOUT else sys.__stderr__
+                original = sys.__stdout__ if stream == wire.STDOUT else sys.__stderr__
                 if original is not None:
                     original.write(text)
 
@@ -206,8 +205,8 @@ def install(send_bytes: Callable[[bytes], None], levels: bytes | None) -> Forwar
     whose ``send`` the worker uses for every frame."""
     global forwarder, _handler
     forwarder = Forwarder(send_bytes)
-    sys.stdout = _Stream(forwarder, STDOUT, sys.__stdout__)
-    sys.stderr = _Stream(forwarder, STDERR, sys.__stderr__)
+    sys.stdout = _Stream(forwarder, wire.STDOUT, sys.__stdout__)
+    sys.stderr = _Stream(forwarder, wire.STDERR, sys.__stderr__)
     if levels is not None:
         apply_levels(levels)
     if getattr(multiprocessing.current_process(), "_start_method", None) == "fork":

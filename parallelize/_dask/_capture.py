@@ -23,6 +23,7 @@ import threading
 from typing import Any, TextIO
 
 from .. import _forward
+from .. import _protocol as wire
 
 # One event: (1 or 2 for stdout or stderr, text) or (0, a pickled record).
 Event = tuple[int, Any]
@@ -59,8 +60,8 @@ def _install() -> None:
         return
     with _install_lock:
         if not _installed:
-            sys.stdout = _Router(_forward.STDOUT, sys.stdout)
-            sys.stderr = _Router(_forward.STDERR, sys.stderr)
+            sys.stdout = _Router(wire.STDOUT, sys.stdout)
+            sys.stderr = _Router(wire.STDERR, sys.stderr)
             logging.getLogger().addHandler(_Handler())
             _installed = True
 
