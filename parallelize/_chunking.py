@@ -26,10 +26,11 @@ TARGET_SECONDS = 0.01
 # thread hand-offs), and on a small machine that CPU is taken from the workers: at 4096 items of
 # ``x * 2`` per chunk the parent spent about 1.5x the CPU per item it spends at 16384. The read-
 # ahead stays bounded: at most CHUNKS_PER_WORKER chunks per worker in flight, plus the one in hand.
-# Four, not two: with a map of a known length cut into quarters of each worker's share (see
-# ``ChunkSizer.next_size``), a short map is then all in flight at once and each worker's next chunk
-# already waits in its pipe; with two, a map of 20,000 tiny items ran at 0.7x multiprocessing.Pool,
-# with four at 1.0x (alternating runs, /tmp/map20k.py in the issue 13 note).
+# Four, not two: a map of a known length is cut into at least this many chunks per worker (see
+# ``ChunkSizer.next_size``; multiprocessing.Pool cuts a map into four per worker too), so a short
+# map is all in flight at once and each worker's next chunk already waits in its pipe; with two, a
+# map of 20,000 tiny items ran at 0.7x multiprocessing.Pool, with four at 1.0x (alternating runs,
+# /tmp/map20k.py in the issue 13 note).
 MAX_CHUNK = 16384
 CHUNKS_PER_WORKER = 4
 
@@ -60,13 +61,14 @@ class ChunkSizer:
 
     def next_size(self, total: int | None = None, workers: int = 1) -> int:
         """The next chunk's size; with ``total`` (the input's length, when known) no more than
-        a quarter of each worker's share, as multiprocessing.Pool cuts a map: the last chunks
-        end close together instead of one worker finishing a big one alone."""
+        one of the CHUNKS_PER_WORKER pieces of each worker's share, so that a short map is all in
+        flight at once and its last chunks end close together instead of one worker finishing a
+        big one alone."""
         if self._fixed:
             return self._fixed
         if total is None:
             return self._size
-        return max(1, min(self._size, -(-total // (4 * max(1, workers)))))
+        return max(1, min(self._size, -(-total // (CHUNKS_PER_WORKER * max(1, workers)))))
 
     def observe(self, items: int, seconds: float) -> None:
         if self._fixed or items == 0:
